@@ -1,0 +1,1 @@
+"""The engine: model formats, tokenizer, forward pass, sampler, engine loop, API, CLI."""

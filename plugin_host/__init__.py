@@ -1,0 +1,1 @@
+"""Plugin launcher: discovery, manifest, signature, sandbox, launch, handshake, supervision."""

@@ -1,0 +1,1 @@
+"""Builtin plugins, one package each, each with its own manifest."""

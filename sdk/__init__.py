@@ -1,0 +1,1 @@
+"""What a plugin author imports: base classes, serve(), shared-memory tensors, packaging, conformance."""
