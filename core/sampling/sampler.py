@@ -1,0 +1,175 @@
+"""Turns one row of logits into the next token: penalties → temperature → top-k → top-p → min-p → draw.
+
+Every stage is a vectorized numpy function over the vocabulary. The only sorts are over the few
+candidates that survive top-k, or over the short head of the distribution that top-p keeps; the full
+vocabulary is sorted only when top-p needs more than that head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tritium.core.errors import SamplingError
+from tritium.core.sampling.params import SamplingParams
+
+# top-p first looks for its nucleus among this many most likely tokens before sorting everything.
+TOP_P_HEAD = 256
+
+
+@dataclass(frozen=True)
+class SampledToken:
+    """The chosen token and, when asked, log-probabilities under the model's own distribution.
+
+    `logprob` and `top_logprobs` are computed from the raw logits (before penalties, temperature and
+    truncation), like vLLM's default: they describe the model, not the sampler's knobs.
+    `top_logprobs` holds (token_id, logprob) pairs, most likely first, ties broken by lower id.
+    """
+
+    token_id: int
+    logprob: float | None = None
+    top_logprobs: list[tuple[int, float]] = field(default_factory=list)
+
+
+class Sampler:
+    """Samples token ids for one generation; owns its random generator.
+
+    The generator is seeded from `params.seed` (the same seed gives the same draws, so the same
+    output for the same logits), or from OS entropy when the seed is None.
+    """
+
+    def __init__(self, params: SamplingParams) -> None:
+        self.params = params.validate()
+        self.rng = np.random.default_rng(params.seed)
+
+    def sample(self, logits: np.ndarray, history: Sequence[int], *, n_prompt: int = 0) -> int:
+        """The next token id for `logits` [n_vocab] (or [1, n_vocab]).
+
+        `history` is every token so far (prompt then generated); the first `n_prompt` of them are the
+        prompt. The repetition penalty looks at the last `penalty_last_n` tokens of the history;
+        frequency and presence penalties count generated tokens only (OpenAI/vLLM semantics).
+        """
+        return self.choose(logits, history, n_prompt=n_prompt).token_id
+
+    def choose(self, logits: np.ndarray, history: Sequence[int], *, n_prompt: int = 0) -> SampledToken:
+        """Like `sample`, plus log-probabilities when `params.logprobs` is set."""
+        raw = _as_row(logits)
+        x = apply_penalties(raw.copy(), history, self.params, n_prompt=n_prompt)
+        if self.params.greedy:
+            token = int(np.argmax(x))  # numpy returns the first maximum
+        else:
+            token = self._draw(x)
+        if self.params.logprobs is None:
+            return SampledToken(token)
+        return SampledToken(token, *logprobs_of(raw, token, self.params.logprobs))
+
+    def _draw(self, x: np.ndarray) -> int:
+        p = self.params
+        x /= np.float32(p.temperature)
+        ids = top_k_ids(x, p.top_k) if 0 < p.top_k < x.size else None
+        if p.top_p < 1.0:
+            ids = top_p_ids(x, p.top_p, ids)
+        if ids is None:
+            ids = np.arange(x.size)
+        probs = _softmax(x[ids])
+        if p.min_p > 0.0:
+            keep = probs >= p.min_p * probs.max()
+            ids, probs = ids[keep], probs[keep]
+        cumulative = np.cumsum(probs)
+        u = self.rng.random() * cumulative[-1]
+        i = int(np.searchsorted(cumulative, u, side="right"))
+        return int(ids[min(i, ids.size - 1)])
+
+
+def apply_penalties(x: np.ndarray, history: Sequence[int], params: SamplingParams, *,
+                    n_prompt: int = 0) -> np.ndarray:
+    """Apply the repetition, frequency and presence penalties to `x` in place and return it.
+
+    Repetition (llama.cpp): for each distinct token among the last `penalty_last_n` of `history`, a
+    positive logit is divided by the penalty and a negative one multiplied by it. Frequency/presence
+    (OpenAI): logit -= count * frequency_penalty + (count > 0) * presence_penalty, where count is the
+    token's number of occurrences in the generated part `history[n_prompt:]`.
+    """
+    n_vocab = x.size
+    if params.repetition_penalty != 1.0 and params.penalty_last_n != 0 and len(history):
+        window = history if params.penalty_last_n < 0 else history[-params.penalty_last_n:]
+        ids = _valid_ids(np.unique(np.asarray(window, dtype=np.int64)), n_vocab)
+        v = x[ids]
+        penalty = np.float32(params.repetition_penalty)
+        x[ids] = np.where(v > 0, v / penalty, v * penalty)
+    if (params.frequency_penalty or params.presence_penalty) and len(history) > n_prompt:
+        ids, counts = np.unique(np.asarray(history[n_prompt:], dtype=np.int64), return_counts=True)
+        valid = (ids >= 0) & (ids < n_vocab)
+        ids, counts = ids[valid], counts[valid]
+        x[ids] -= (counts * params.frequency_penalty + params.presence_penalty).astype(x.dtype)
+    return x
+
+
+def top_k_ids(x: np.ndarray, k: int) -> np.ndarray:
+    """The ids of the k largest logits, most likely first; ties go to the lower id (like argmax)."""
+    kth = np.partition(x, x.size - k)[x.size - k]
+    above = np.flatnonzero(x > kth)
+    tied = np.flatnonzero(x == kth)[: k - above.size]
+    ids = np.concatenate([above, tied])
+    return _sort_desc(x, ids)
+
+
+def top_p_ids(x: np.ndarray, top_p: float, ids: np.ndarray | None) -> np.ndarray:
+    """The smallest most-likely-first prefix of `ids` (all tokens if None) whose mass reaches top_p."""
+    if ids is None:
+        # The nucleus usually lives in a short head: rank only that, widening it until it holds top_p.
+        z = np.exp(x.astype(np.float64) - x.max())
+        z /= z.sum()
+        head = TOP_P_HEAD
+        while head < x.size:
+            part = np.argpartition(-x, head - 1)[:head]
+            if z[part].sum() >= top_p:
+                break
+            head *= 16
+        else:
+            part = np.arange(x.size)
+        ids = _sort_desc(x, part)
+        probs = z[ids]
+    else:
+        probs = _softmax(x[ids])
+    cumulative = np.cumsum(probs)
+    n_keep = int(np.searchsorted(cumulative, top_p, side="left")) + 1
+    return ids[: min(n_keep, ids.size)]
+
+
+def logprobs_of(raw: np.ndarray, token: int, n_top: int) -> tuple[float, list[tuple[int, float]]]:
+    """log softmax(raw)[token] and the n_top most likely (id, logprob) pairs."""
+    x = raw.astype(np.float64)
+    m = x.max()
+    lse = m + np.log(np.exp(x - m).sum())
+    top: list[tuple[int, float]] = []
+    if n_top > 0:
+        n_top = min(n_top, x.size)
+        ids = top_k_ids(raw, n_top) if n_top < x.size else _sort_desc(raw, np.arange(x.size))
+        top = [(int(i), float(x[i] - lse)) for i in ids]
+    return float(x[token] - lse), top
+
+
+def _sort_desc(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`ids` ordered by descending logit, ties by ascending id (deterministic)."""
+    ids = np.sort(ids)
+    return ids[np.argsort(-x[ids], kind="stable")]
+
+
+def _softmax(v: np.ndarray) -> np.ndarray:
+    z = np.exp(v.astype(np.float64) - v.max())
+    return z / z.sum()
+
+
+def _valid_ids(ids: np.ndarray, n_vocab: int) -> np.ndarray:
+    return ids[(ids >= 0) & (ids < n_vocab)]
+
+
+def _as_row(logits: np.ndarray) -> np.ndarray:
+    row = np.asarray(logits)
+    if row.ndim == 2 and row.shape[0] == 1:
+        row = row[0]
+    if row.ndim != 1 or row.size == 0:
+        raise SamplingError(f"logits: expected shape [n_vocab] or [1, n_vocab], got {np.shape(logits)}")
+    return row.astype(np.float32, copy=False)
