@@ -47,7 +47,7 @@ class GGMLType:
         n = 1
         for d in ne:
             n *= d
-        if self.name == "I2_S":
+        if self.name in ("I2_S", "TL1"):  # Tritium TL1 (tritium-tl1-v1) has the I2_S size rule
             return n // 4 + I2_S_TAIL
         return n // self.block_size * self.type_size
 
@@ -59,6 +59,7 @@ class ForkContext:
     architecture: str | None
     file_type: int | None
     has_type_36: bool  # any tensor uses id 36, which only bitnet.cpp assigns
+    tritium_tl1: bool = False  # metadata tritium.tl1.layout == "tritium-tl1-v1": id 38 is Tritium's TL1
 
     @property
     def is_bitnet_cpp(self) -> bool:
@@ -106,6 +107,10 @@ def resolve_type(type_id: int, ctx: ForkContext, *, where: str) -> GGMLType:
         raise ModelFormatError(
             f"{where}: type id 37 is bitnet.cpp's I8_S, an activation type that never holds weights "
             f"in a model file (expected F32/F16/BF16/Q8_0/TQ1_0/TQ2_0/I2_S)")
+    if type_id == FORK_TL1 and ctx.tritium_tl1:
+        return GGMLType(FORK_TL1, "TL1", 1, 1, "Tritium TL1 (layout tritium-tl1-v1: bitnet.cpp's pair code "
+                        "3*w0+w1+4 in fixed 16x32 tiles, one float32 scale per tensor; see "
+                        "core/formats/tl1_layout.py)")
     if type_id in (FORK_TL1, FORK_TL2) and ctx.is_bitnet_cpp:
         name = "TL1" if type_id == FORK_TL1 else "TL2"
         raise ModelFormatError(
@@ -128,6 +133,8 @@ def upstream_type(name: str) -> GGMLType:
     """The GGMLType of an upstream type by name ("F32", "TQ2_0", ...) or "I2_S" (for writers)."""
     if name == "I2_S":
         return GGMLType(FORK_I2_S, "I2_S", 1, 1)
+    if name == "TL1":  # Tritium's TL1 layout (core/formats/tl1_layout.py)
+        return GGMLType(FORK_TL1, "TL1", 1, 1)
     qtype = GGMLQuantizationType[name]
     block_size, type_size = GGML_QUANT_SIZES[qtype]
     return GGMLType(int(qtype), qtype.name, block_size, type_size)

@@ -35,7 +35,7 @@ ARCHES: dict[str, tuple[FfnActivation, str]] = {
     "bitnet-b1.58": ("relu2", "bitnet.cpp build_bitnet_158: squared-ReLU gated FFN"),
     "bitnet-25": ("relu2", "bitnet.cpp build_bitnet_158: squared-ReLU gated FFN"),
 }
-ACT_QUANT_OF_TYPE: dict[str, ActQuant] = {"TQ1_0": "q8_k", "TQ2_0": "q8_k", "I2_S": "i8_s",
+ACT_QUANT_OF_TYPE: dict[str, ActQuant] = {"TQ1_0": "q8_k", "TQ2_0": "q8_k", "I2_S": "i8_s", "TL1": "i8_s",
                                           "F32": "none", "F16": "none", "BF16": "none", "Q8_0": "none"}
 _ACT_QUANT_WHY = {
     "q8_k": "llama.cpp's TQ1_0/TQ2_0 mat-mul quantizes activations to Q8_K (int8 per 256 values)",
@@ -330,6 +330,7 @@ def read_gguf_model(path: str | os.PathLike[str]) -> GGUFModel:
             "TQ2_0": "TQ2_0 codes copied once into a compact [out, in/4] array (the fp16 d after every 64 "
                      "code bytes prevents a 2-D view); per-256 d as float32",
             "TQ1_0": "TQ1_0 base-3 codes repacked once into compact 2-bit codes (TQ2_0 order); per-256 d",
+            "TL1": "Tritium TL1 tiles repacked once into compact 2-bit codes; one float32 scale per tensor",
         }.get(tn, f"{tn} linear weights used as dense float matrices"
                   + (" (views of the file)" if tn in ("F32", "F16") else " (dequantized to float32 once)")))
     if n_scales:

@@ -287,7 +287,8 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFFile:
     arch = metadata.get("general.architecture")
     ftype = metadata.get("general.file_type")
     ctx = ForkContext(arch if isinstance(arch, str) else None, ftype if isinstance(ftype, int) else None,
-                      any(t == FORK_I2_S for _, _, t, _ in raw_infos))
+                      any(t == FORK_I2_S for _, _, t, _ in raw_infos),
+                      tritium_tl1=metadata.get("tritium.tl1.layout") == "tritium-tl1-v1")
     tensors: dict[str, GGUFTensor] = {}
     for name, ne, type_id, offset in raw_infos:
         where = f"{path}: tensor '{name}'"

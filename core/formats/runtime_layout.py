@@ -31,7 +31,7 @@ from tritium.core.formats.ggml_dequant import (
 from tritium.core.formats.ggml_types import QK_K
 from tritium.core.model.weights import I2S_PLANE_SHIFTS, TQ2_PLANE_SHIFTS, TernaryWeight
 
-TERNARY_TYPES = ("I2_S", "TQ2_0", "TQ1_0")
+TERNARY_TYPES = ("I2_S", "TQ2_0", "TQ1_0", "TL1")
 FLOAT_TYPES = ("F32", "F16", "BF16", "Q8_0")
 # Block types llama-quantize gives token_embd/output (e.g. Q4_K for TQ1_0/TQ2_0 files): dequantized to
 # float32 once with gguf-py's reference dequantizers; accepted for embeddings and the lm_head only.
@@ -95,7 +95,14 @@ def ternary_from_tq1_0(name: str, raw: np.ndarray, ne: tuple[int, ...]) -> Terna
                          plane_shifts=TQ2_PLANE_SHIFTS, block_scales=d, scale_block=QK_K)
 
 
-TERNARY_DECODERS = {"I2_S": ternary_from_i2s, "TQ2_0": ternary_from_tq2_0, "TQ1_0": ternary_from_tq1_0}
+def _ternary_from_tl1(name: str, raw: np.ndarray, ne: tuple[int, ...]) -> TernaryWeight:
+    from tritium.core.formats.tl1_layout import ternary_from_tl1  # Tritium TL1: repacked once at load
+
+    return ternary_from_tl1(name, raw, ne)
+
+
+TERNARY_DECODERS = {"I2_S": ternary_from_i2s, "TQ2_0": ternary_from_tq2_0, "TQ1_0": ternary_from_tq1_0,
+                    "TL1": _ternary_from_tl1}
 
 
 def ternary_weight(name: str, type_name: str, raw: np.ndarray, ne: tuple[int, ...]) -> TernaryWeight:

@@ -1,0 +1,154 @@
+"""What the `ternary` quantizer does with one tensor: which tensors it takes, which option combinations
+it honours, and the bytes it produces. Free of gRPC so tests and benchmarks can call it directly.
+
+Tensors (GGUF names, numpy shapes [out, in]):
+* the seven BitNet projections `blk.N.{attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down}.weight`
+  -> the target type (i2_s, tl1, tq1_0, tq2_0: ternarized first; f16: float kept);
+* `token_embd.weight` / `output.weight` -> Q8_0 when quant_embd, else not taken (the core keeps F16);
+* anything else (norm vectors) -> not taken (the core keeps F32).
+
+Options (QuantizerConfig): `sym` must be true for the ternary types (values are -1/0/+1 times a scale:
+there is no zero point to choose); `per_channel` (one scale per output row) is honoured by TQ1_0/TQ2_0
+(each 256-value block carries its own d) and refused by I2_S/TL1 (one float32 scale per tensor);
+`group_size` must divide the row length of every tensor the plugin takes. The ternary scale itself is
+BitNet's absmean over the tensor (or row): group_size does not change values, it is checked and recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from gguf.constants import GGMLQuantizationType
+from gguf.quants import dequantize as gguf_dequantize
+from gguf.quants import quantize as gguf_quantize
+
+from .i2s_kernels import QK_I2_S, encode_i2s_numba
+from .ternarize import row_stats_numba, ternarize_numba, ternary_scales
+from .tl1_kernels import TL1_BK, TL1_BM, encode_tl1_numba
+from .tq_kernels import QK_K, encode_tq1_0_numba, encode_tq2_0_numba
+
+LINEAR = re.compile(r"^blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$")
+EMBEDDINGS = ("token_embd.weight", "output.weight")
+TERNARY = ("I2_S", "TL1", "TQ1_0", "TQ2_0")
+TYPES = (*TERNARY, "F16")
+# Row-length / row-count constraints of each type: (K multiple, M multiple).
+SHAPE_RULES = {
+    "I2_S": (QK_I2_S, 1),
+    "TL1": (TL1_BK, TL1_BM),
+    "TQ1_0": (QK_K, 1),
+    "TQ2_0": (QK_K, 1),
+    "F16": (1, 1),
+    "Q8_0": (32, 1),
+}
+ENCODERS = {
+    "I2_S": encode_i2s_numba,
+    "TL1": encode_tl1_numba,
+    "TQ1_0": encode_tq1_0_numba,
+    "TQ2_0": encode_tq2_0_numba,
+}
+
+
+class OptionError(ValueError):
+    """An option combination the target type cannot honour."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """The effective QuantizerConfig, with the type as a ggml name ("I2_S", "TQ2_0", ...)."""
+
+    quant_type: str = "I2_S"
+    group_size: int = 32
+    sym: bool = True
+    per_channel: bool = False
+    quant_embd: bool = False
+
+
+def check_options(o: Options) -> list[str]:
+    """Raise OptionError for a combination `o.quant_type` cannot honour; return warnings."""
+    t = o.quant_type
+    if t not in TYPES:
+        raise OptionError(f"quant_type {t!r} is not produced by this plugin (it makes {', '.join(TYPES)})")
+    if o.group_size <= 0:
+        raise OptionError(f"group_size must be > 0, found {o.group_size}")
+    warnings = []
+    if t in TERNARY:
+        if not o.sym:
+            raise OptionError(
+                f"sym=false cannot be honoured by {t}: ternary weights are -1/0/+1 times a "
+                "scale, symmetric by construction (no zero point); use --sym"
+            )
+        if o.per_channel and t in ("I2_S", "TL1"):
+            raise OptionError(
+                f"per_channel cannot be honoured by {t}: it stores one float32 scale per "
+                "tensor; use tq1_0/tq2_0 (one scale per 256-value block) for per-row scales"
+            )
+    else:
+        if o.per_channel:
+            warnings.append("per_channel has no effect on f16 (float weights are kept)")
+        if not o.sym:
+            warnings.append("sym has no effect on f16 (float weights are kept)")
+    return warnings
+
+
+def target_type(name: str, shape: tuple[int, ...], o: Options) -> tuple[str | None, str]:
+    """(ggml type the tensor would get, "") or (None, why the plugin does not take it)."""
+    if name in EMBEDDINGS:
+        if not o.quant_embd:
+            return None, "embeddings are kept as float (F16) unless quant_embd is set"
+        want = "Q8_0"
+    elif LINEAR.match(name):
+        want = o.quant_type
+    else:
+        return None, f"{name} is not a linear projection weight (norms and other tensors stay F32)"
+    if len(shape) != 2:
+        return None, f"{name}: expected a matrix [out, in], found shape {list(shape)}"
+    M, K = shape
+    k_mult, m_mult = SHAPE_RULES[want]
+    if K % k_mult:
+        return None, f"{want} needs the row length (in_features) to be a multiple of {k_mult}, found {K}"
+    if M % m_mult:
+        return None, f"{want} needs the row count (out_features) to be a multiple of {m_mult}, found {M}"
+    if want != "Q8_0" and K % o.group_size:
+        return None, f"group_size {o.group_size} does not divide the row length {K}"
+    return want, ""
+
+
+@dataclass
+class Quantized:
+    """One quantized tensor: the GGUF payload bytes and the reconstruction error."""
+
+    type_name: str
+    data: np.ndarray  # uint8, 1-D
+    mse: float
+    ternary_source: bool = False  # the input was already ternary x one scale (kept exactly)
+
+
+def quantize_tensor(name: str, x: np.ndarray, o: Options) -> Quantized:
+    """Quantize float32 x [out, in] as `target_type` says; ValueError if the plugin does not take it."""
+    want, why = target_type(name, x.shape, o)
+    if want is None:
+        raise ValueError(f"{name}: not quantized by this plugin: {why}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{name}: non-finite value {x[tuple(bad)]} at {list(bad)}")
+    if want == "F16":
+        h = x.astype(np.float16)
+        return Quantized("F16", h.view(np.uint8).reshape(-1), _mse(x, h.astype(np.float32)))
+    if want == "Q8_0":
+        q = np.ascontiguousarray(gguf_quantize(x, GGMLQuantizationType.Q8_0))
+        back = gguf_dequantize(q, GGMLQuantizationType.Q8_0).astype(np.float32)
+        return Quantized("Q8_0", q.reshape(-1).view(np.uint8), _mse(x, back))
+    stats = row_stats_numba(x)
+    inv, scale, was_ternary = ternary_scales(x, per_channel=o.per_channel, stats=stats)
+    stored = scale.astype(np.float16).astype(np.float32) if want in ("TQ1_0", "TQ2_0") else scale
+    t = np.empty_like(x)
+    sse = ternarize_numba(x, inv, scale, stored, t)
+    return Quantized(want, ENCODERS[want](t), float(sse.sum() / max(x.size, 1)), was_ternary)
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    d = a.astype(np.float64) - b.astype(np.float64)
+    return float((d * d).mean()) if d.size else 0.0
