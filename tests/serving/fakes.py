@@ -1,0 +1,84 @@
+"""A batch runtime whose logits are a pure function of each sequence's tokens, for engine tests.
+
+`FakeBatchRuntime.step` records every call (which sequences, which tokens), so tests can see batches
+form, chunks split and KV caches freed. The next token after a prefix is `rule(prefix)`; the default
+rule spells lowercase letters derived from the prefix, so text is plain ASCII and differs per prompt.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tests.engine.fakes import EOS, N_VOCAB, fake_model  # noqa: F401  (re-exported for the tests)
+
+
+def letters_rule(prefix: list[int]) -> int:
+    """A deterministic lowercase letter that depends on the whole prefix."""
+    return ord("a") + zlib.crc32(np.asarray(prefix, np.int64).tobytes()) % 26
+
+
+@dataclass
+class FakeSequence:
+    uid: int
+    tokens: list[int] = field(default_factory=list)
+    freed: bool = False
+
+    @property
+    def n_past(self) -> int:
+        return len(self.tokens)
+
+    def truncate(self, n: int) -> None:
+        assert 0 <= n <= len(self.tokens)
+        del self.tokens[n:]
+
+
+@dataclass
+class FakeBatchRuntime:
+    rule: Callable[[list[int]], int] = letters_rule
+    n_vocab: int = N_VOCAB
+    n_ctx: int = 64
+    calls: list[list[tuple[int, list[int]]]] = field(default_factory=list)  # per step: (uid, tokens)
+    freed: list[int] = field(default_factory=list)
+    fail_next: bool = False
+    delay_s: float = 0.0  # per step, to make a fast fake as slow as a model where timing matters
+    _uids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def new_sequence(self) -> FakeSequence:
+        return FakeSequence(next(self._uids))
+
+    def free_sequence(self, seq: FakeSequence) -> None:
+        assert not seq.freed, f"sequence {seq.uid} freed twice"
+        seq.freed = True
+        self.freed.append(seq.uid)
+
+    def step(self, batch: list[tuple[FakeSequence, list[int]]]) -> list[np.ndarray]:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("scripted backend failure")
+        self.calls.append([(seq.uid, list(tokens)) for seq, tokens in batch])
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        rows = []
+        for seq, tokens in batch:
+            assert not seq.freed, f"sequence {seq.uid} used after it was freed"
+            seq.tokens.extend(tokens)
+            assert len(seq.tokens) <= self.n_ctx
+            rows.append(self._logits(seq.tokens))
+        return rows
+
+    def eval(self, seq: FakeSequence, tokens: list[int], all_logits: bool = False) -> np.ndarray:
+        """Single-sequence path, as `generate()` uses it: same logits as `step`."""
+        return self.step([(seq, tokens)])[0][None, :]
+
+    def _logits(self, prefix: list[int]) -> np.ndarray:
+        # A spread of values (so top-k/top-p/logprobs have something to rank) with a clear winner.
+        seed = zlib.crc32(np.asarray(prefix, np.int64).tobytes())
+        row = np.random.default_rng(seed).standard_normal(self.n_vocab).astype(np.float32)
+        row[self.rule(prefix)] = 12.0
+        return row
