@@ -14,6 +14,10 @@ MAX_ABS_OPENAI_PENALTY = 2.0
 MAX_LOGPROBS = 20
 
 
+# Temperatures below this are treated as 0 (greedy).
+GREEDY_TEMPERATURE = 1e-5
+
+
 @dataclass
 class SamplingParams:
     """Sampling and stopping parameters of one generation.
@@ -41,7 +45,9 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        # Below this, logits / temperature overflows float32 to inf and the softmax to NaN; the
+        # distribution is a point mass on the argmax anyway (vLLM draws the same line).
+        return self.temperature < GREEDY_TEMPERATURE
 
     def validate(self) -> SamplingParams:
         """Raise SamplingError naming the first invalid field; return self so calls can chain."""

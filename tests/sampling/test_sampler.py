@@ -204,3 +204,9 @@ def test_top_p_matches_a_full_sort(values, p):
     got = top_p_ids(x, p, None).tolist()
     # Cumulative sums may differ in the last ulp: allow one token of slack at the boundary only.
     assert got == kept or (abs(len(got) - len(kept)) == 1 and got[:len(kept)] == kept[:len(got)])
+
+
+def test_tiny_positive_temperature_is_greedy_not_nan():
+    logits = np.array([0.5, 3.0, -1.0, 2.9], dtype=np.float32)
+    sampler = Sampler(SamplingParams(temperature=1e-30, seed=1).validate())
+    assert [sampler.sample(logits.copy(), []) for _ in range(5)] == [1] * 5
