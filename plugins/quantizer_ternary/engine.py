@@ -11,7 +11,11 @@ Options (QuantizerConfig): `sym` must be true for the ternary types (values are 
 there is no zero point to choose); `per_channel` (one scale per output row) is honoured by TQ1_0/TQ2_0
 (each 256-value block carries its own d) and refused by I2_S/TL1 (one float32 scale per tensor);
 `group_size` must divide the row length of every tensor the plugin takes. The ternary scale itself is
-BitNet's absmean over the tensor (or row): group_size does not change values, it is checked and recorded.
+BitNet's absmean over the tensor (or row): group_size does not change values, it is checked and recorded
+(Configure warns when it is not the default). Per-group scales are deliberately not offered: BitNet
+b1.58 is trained with one absmean scale per tensor, so a per-group scale would give ternary values the
+model never saw (and I2_S / TL1 hold one scale per tensor anyway). Q8_0 embeddings use the format's own
+32-value blocks.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from gguf.constants import GGMLQuantizationType
 from gguf.quants import dequantize as gguf_dequantize
 from gguf.quants import quantize as gguf_quantize
 
-from .i2s_kernels import QK_I2_S, encode_i2s_numba
-from .ternarize import row_stats_numba, ternarize_numba, ternary_scales
-from .tl1_kernels import TL1_BK, TL1_BM, encode_tl1_numba
-from .tq_kernels import QK_K, encode_tq1_0_numba, encode_tq2_0_numba
+from .f16_kernels import encode_f16
+from .i2s_kernels import QK_I2_S
+from .ternarize import row_stats_numba, ternary_scales
+from .ternary_encode import encode_ternary
+from .tl1_kernels import TL1_BK, TL1_BM
+from .tq_kernels import QK_K
 
 LINEAR = re.compile(r"^blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$")
 EMBEDDINGS = ("token_embd.weight", "output.weight")
@@ -42,12 +48,10 @@ SHAPE_RULES = {
     "F16": (1, 1),
     "Q8_0": (32, 1),
 }
-ENCODERS = {
-    "I2_S": encode_i2s_numba,
-    "TL1": encode_tl1_numba,
-    "TQ1_0": encode_tq1_0_numba,
-    "TQ2_0": encode_tq2_0_numba,
-}
+
+
+DEFAULT_GROUP_SIZE = 32
+Q8_0_BLOCK = 32
 
 
 class OptionError(ValueError):
@@ -84,11 +88,24 @@ def check_options(o: Options) -> list[str]:
                 f"per_channel cannot be honoured by {t}: it stores one float32 scale per "
                 "tensor; use tq1_0/tq2_0 (one scale per 256-value block) for per-row scales"
             )
+        if o.group_size != DEFAULT_GROUP_SIZE:
+            warnings.append(
+                f"group_size {o.group_size} does not change {t} values: the ternary scale is BitNet's "
+                f"absmean per {'row' if o.per_channel else 'tensor'}, as the model was trained; it must "
+                "divide every row and is recorded in the file"
+            )
     else:
         if o.per_channel:
             warnings.append("per_channel has no effect on f16 (float weights are kept)")
         if not o.sym:
             warnings.append("sym has no effect on f16 (float weights are kept)")
+        if o.group_size != DEFAULT_GROUP_SIZE:
+            warnings.append(f"group_size {o.group_size} has no effect on f16 (float weights are kept)")
+    if o.quant_embd and o.group_size != Q8_0_BLOCK:
+        warnings.append(
+            f"group_size {o.group_size} does not apply to the Q8_0 embeddings: Q8_0 blocks are "
+            f"{Q8_0_BLOCK} values by format"
+        )
     return warnings
 
 
@@ -131,22 +148,28 @@ def quantize_tensor(name: str, x: np.ndarray, o: Options) -> Quantized:
     if want is None:
         raise ValueError(f"{name}: not quantized by this plugin: {why}")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(f"{name}: non-finite value {x[tuple(bad)]} at {list(bad)}")
     if want == "F16":
-        h = x.astype(np.float16)
-        return Quantized("F16", h.view(np.uint8).reshape(-1), _mse(x, h.astype(np.float32)))
+        data, sse, non_finite = encode_f16(x)
+        _check_finite(name, x, not non_finite.any())
+        return Quantized("F16", data, float(sse.sum() / max(x.size, 1)))
     if want == "Q8_0":
+        _check_finite(name, x, np.isfinite(x).all())
         q = np.ascontiguousarray(gguf_quantize(x, GGMLQuantizationType.Q8_0))
         back = gguf_dequantize(q, GGMLQuantizationType.Q8_0).astype(np.float32)
         return Quantized("Q8_0", q.reshape(-1).view(np.uint8), _mse(x, back))
+    # Two reads of x: the row statistics (absmean needs the whole tensor's mean first), then one fused
+    # ternarize + encode + error pass writing the payload (ternary_encode.py).
     stats = row_stats_numba(x)
+    _check_finite(name, x, np.isfinite(stats[0]).all())
     inv, scale, was_ternary = ternary_scales(x, per_channel=o.per_channel, stats=stats)
-    stored = scale.astype(np.float16).astype(np.float32) if want in ("TQ1_0", "TQ2_0") else scale
-    t = np.empty_like(x)
-    sse = ternarize_numba(x, inv, scale, stored, t)
-    return Quantized(want, ENCODERS[want](t), float(sse.sum() / max(x.size, 1)), was_ternary)
+    data, sse, _nnz = encode_ternary(want, x, inv, scale)
+    return Quantized(want, data, float(sse.sum() / max(x.size, 1)), was_ternary)
+
+
+def _check_finite(name: str, x: np.ndarray, all_finite: bool) -> None:
+    if not all_finite:
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{name}: non-finite value {x[tuple(bad)]} at {bad.tolist()}")
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:

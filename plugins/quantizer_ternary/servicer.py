@@ -83,6 +83,11 @@ class TernaryQuantizer(QuantizerPlugin):
                 self._config = applied
         return applied
 
+    def config_warnings(self, applied: common_pb2.QuantizerConfig) -> list[str]:
+        """Non-fatal remarks on an accepted config (e.g. group_size has no effect on ternary values), for
+        ConfigureResponse.warnings."""
+        return check_options(options_of(applied))
+
     def metrics(self) -> list[common_pb2.Metric]:
         return [
             common_pb2.Metric(

@@ -1,0 +1,263 @@
+"""Overhead of running the model in a backend plugin process instead of in-process.
+
+Measured in one run, with the same kernels (tritium.core.compute.Runtime) and the same thread count,
+alternating one in-process step and one plugin step so that both see the same machine load:
+
+  decode tok/s in-process   Runtime.step() called directly
+  decode tok/s via plugin   BackendClient.step() -> gRPC over a unix socket -> the cpu backend plugin
+                            (logits back through shared memory)
+  ratio                     plugin / in-process (issue 4 asks >= 0.95)
+  empty Step RTT            a Step with an empty batch: the pure call cost of the hot path
+  Schedule RTT              one Schedule call to the basic scheduler plugin with an 8-request snapshot
+
+The ratio depends on how long a step computes: on a toy model a step is a few hundred microseconds and
+the fixed call cost dominates, so pass a model of realistic size (--model, or --synthetic to write a
+deterministic synthetic BitNet GGUF with the core's writer). Prints a table and, with --json, JSON.
+
+    .venv/bin/python benchmarks/plugin_overhead.py --synthetic 1024x8 --threads 2 --tokens 32 --batch 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "fixtures" / "bitnetcpp" / "bitnet-b158-tiny.i2_s.gguf"
+
+
+def synthetic_model(spec: str, out_dir: Path) -> Path:
+    """Write (once) a synthetic BitNet GGUF of `<n_embd>x<n_layer>` and return its path."""
+    from tritium.core.formats.gguf_writer import spm_test_vocab, write_bitnet_gguf
+    from tritium.core.formats.synthetic_weights import SyntheticBitNetWeights
+    from tritium.core.model.config import ModelConfig
+
+    n_embd, n_layer = (int(x) for x in spec.lower().split("x"))
+    path = out_dir / f"tritium-synthetic-{n_embd}x{n_layer}.i2_s.gguf"
+    if path.exists():
+        return path
+    n_vocab = 32000
+    n_head = max(n_embd // 128, 1)
+    cfg = ModelConfig(
+        arch="bitnet-b1.58",
+        n_vocab=n_vocab,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_head_kv=n_head,
+        n_ff=(n_embd * 11 // 4 + 127) // 128 * 128,
+        act_quant="i8_s",
+        ffn_act="relu2",
+        rope_base=500000.0,
+    )
+    tmp = path.with_suffix(".partial")
+    write_bitnet_gguf(
+        tmp, cfg, SyntheticBitNetWeights(cfg, seed=1), linear_type="I2_S", tokenizer=spm_test_vocab(n_vocab)
+    )
+    tmp.rename(path)
+    return path
+
+
+def decode_interleaved(
+    model_path: Path,
+    client,
+    threads: int,
+    batch: int,
+    tokens: int,  # noqa: ANN001
+    prompt: list[int],
+) -> dict[str, float]:
+    """Greedy decode `tokens` steps for `batch` sequences both in-process (Runtime.step) and through the
+    plugin (BackendClient.step), alternating step by step so both see the same machine load; returns
+    tokens/s of each, the plugin's share of time inside Runtime, and whether the tokens agree."""
+    from tritium.core.compute import Runtime
+    from tritium.core.model.loader import load_model
+
+    m = load_model(model_path)
+    rt = Runtime(m.config, m.weights, threads=threads)
+    n_vocab = m.config.n_vocab
+    local = [rt.new_sequence() for _ in range(batch)]
+    remote = [client.new_sequence() for _ in range(batch)]
+
+    def argmax(logits) -> list[int]:  # noqa: ANN001
+        return [int(np.asarray(lg).reshape(-1, n_vocab)[-1].argmax()) for lg in logits]
+
+    lt = argmax(rt.step([(s, list(prompt)) for s in local]))
+    pt = argmax(client.step([(s, list(prompt)) for s in remote]))
+    lt = argmax(rt.step([(s, [t]) for s, t in zip(local, lt, strict=True)]))  # warm-up step
+    pt = argmax(client.step([(s, [t]) for s, t in zip(remote, pt, strict=True)]))
+    t_local = t_plugin = 0.0
+    c0 = _plugin_compute_s(client)
+    agree = True
+    for _ in range(tokens):
+        t0 = time.perf_counter()
+        lt = argmax(rt.step([(s, [t]) for s, t in zip(local, lt, strict=True)]))
+        t1 = time.perf_counter()
+        pt = argmax(client.step([(s, [t]) for s, t in zip(remote, pt, strict=True)]))
+        t2 = time.perf_counter()
+        t_local += t1 - t0
+        t_plugin += t2 - t1
+        agree = agree and lt == pt
+    compute = _plugin_compute_s(client) - c0
+    client.release(*remote)
+    return {
+        "in_process": batch * tokens / t_local,
+        "plugin": batch * tokens / t_plugin,
+        "plugin_compute_share": compute / t_plugin,
+        "tokens_agree": agree,
+    }
+
+
+def _plugin_compute_s(client) -> float:  # noqa: ANN001
+    """Seconds the backend plugin has spent inside Runtime steps so far (its Metrics)."""
+    from tritium.protos.tritium.plugin.v1 import common_pb2, common_pb2_grpc
+
+    inst = client._sup.instance(client.plugin)
+    metrics = inst.stub(common_pb2_grpc.PluginStub).Metrics(common_pb2.MetricsRequest(), timeout=5).metrics
+    return next(m.value for m in metrics if m.name == "step_compute_seconds_total")
+
+
+def rtt_us(fn, n: int) -> dict[str, float]:  # noqa: ANN001
+    """Median / p90 / p99 round-trip of fn() in microseconds over n calls (after 50 warm-up calls)."""
+    for _ in range(50):
+        fn()
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e6)
+    samples.sort()
+    return {"median": statistics.median(samples), "p90": samples[int(0.9 * n)], "p99": samples[int(0.99 * n)]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=TINY)
+    parser.add_argument("--synthetic", help="write and use a synthetic model <n_embd>x<n_layer>, e.g. 1024x8")
+    parser.add_argument("--threads", type=int, default=max(len(os.sched_getaffinity(0)), 1))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="alternate in-process/plugin this many times")
+    parser.add_argument("--calls", type=int, default=2000, help="calls per latency measurement")
+    parser.add_argument("--latency-only", action="store_true", help="skip the decode comparison")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    from tritium.plugin_host.client import BackendClient, SchedulerClient
+    from tritium.plugin_host.discovery import BUILTIN_DIR, discover
+    from tritium.plugin_host.supervisor import Supervisor
+    from tritium.protos.tritium.plugin.v1 import backend_pb2, backend_pb2_grpc, common_pb2, scheduler_pb2
+
+    results: dict[str, object] = {
+        "threads": args.threads,
+        "batch": args.batch,
+        "tokens": args.tokens,
+        "cpus": len(os.sched_getaffinity(0)),
+        "loadavg": os.getloadavg()[0],
+    }
+    sup = Supervisor()
+    sup.register_discovered(discover({"builtin": [BUILTIN_DIR]}, entry_points=False, env={}))
+    try:
+        backend = sup.start("cpu")
+        sched = sup.start("basic")
+        step_stub = backend.stub(backend_pb2_grpc.BackendStub)
+        empty = backend_pb2.StepRequest(step_id=1)
+        model_loaded = False
+        client = BackendClient(sup, "cpu", config=common_pb2.BackendConfig(stream_count=args.threads))
+        if not args.latency_only:
+            model = synthetic_model(args.synthetic, Path("/tmp")) if args.synthetic else args.model
+            results["model"] = str(model)
+            client.load_model(str(model), threads=args.threads, max_sequences=max(args.batch, 1))
+            model_loaded = True
+        if not model_loaded:  # an empty Step needs a loaded model; the tiny fixture suffices
+            try:
+                client.load_model(str(TINY), threads=args.threads)
+                model_loaded = True
+            except Exception as exc:  # report it, and still measure Schedule
+                results["empty_step_error"] = str(exc)
+        if model_loaded:
+            results["empty_step_rtt_us"] = rtt_us(lambda: step_stub.Step(empty, timeout=5), args.calls)
+        snapshot = scheduler_pb2.ScheduleRequest(
+            step_id=1,
+            devices=[scheduler_pb2.DeviceLoad(device_id=0, capacity=64, available=True)],
+            queue=[
+                scheduler_pb2.QueuedRequest(
+                    request_id=i,
+                    prompt_tokens=20,
+                    processed_tokens=20 if i < 4 else 0,
+                    running=i < 4,
+                    arrival_us=i,
+                )
+                for i in range(8)
+            ],
+        )
+        sched_client = SchedulerClient(sup, "basic")
+        results["schedule_rtt_us"] = rtt_us(lambda: sched_client.schedule(snapshot), args.calls)
+        results["schedule_raw_rtt_us"] = rtt_us(
+            lambda: sched.stub(
+                __import__(
+                    "tritium.protos.tritium.plugin.v1.scheduler_pb2_grpc", fromlist=["x"]
+                ).SchedulerStub
+            ).Schedule(snapshot, timeout=5),
+            args.calls,
+        )
+
+        if not args.latency_only:
+            prompt = [1, 15, 27, 99, 3, 8, 42, 7]
+            rounds = [
+                decode_interleaved(
+                    Path(results["model"]), client, args.threads, args.batch, args.tokens, prompt
+                )
+                for _ in range(args.rounds)
+            ]
+            inproc = [r["in_process"] for r in rounds]
+            plugin = [r["plugin"] for r in rounds]
+            results["plugin_compute_share"] = [r["plugin_compute_share"] for r in rounds]
+            results["tokens_agree"] = all(r["tokens_agree"] for r in rounds)
+            results["ratio_per_round"] = [p / i for p, i in zip(plugin, inproc, strict=True)]
+            results["decode_tok_s_in_process"] = max(inproc)
+            results["decode_tok_s_plugin"] = max(plugin)
+            results["ratio"] = statistics.median(results["ratio_per_round"])
+            results["all_rounds"] = {"in_process": inproc, "plugin": plugin}
+    finally:
+        sup.close()
+
+    print(
+        f"plugin overhead  (threads={args.threads}, batch={args.batch}, cpus={results['cpus']}, "
+        f"load avg {results['loadavg']:.1f})"
+    )
+    if "ratio" in results:
+        print(f"  model                      {results['model']}")
+        print(f"  decode tok/s in-process    {results['decode_tok_s_in_process']:10.1f}")
+        print(f"  decode tok/s via plugin    {results['decode_tok_s_plugin']:10.1f}")
+        print(f"  ratio plugin/in-process    {results['ratio']:10.3f}   (median of rounds; target >= 0.95)")
+        print(f"  greedy tokens identical    {results['tokens_agree']!s:>10}")
+        share = max(results["plugin_compute_share"])
+        print(f"  plugin time in Runtime     {share:10.3f}   (the rest is call overhead)")
+    for key, label in (
+        ("empty_step_rtt_us", "empty Step RTT"),
+        ("schedule_rtt_us", "Schedule RTT (client)"),
+        ("schedule_raw_rtt_us", "Schedule RTT (raw stub)"),
+    ):
+        if key in results:
+            r = results[key]
+            print(
+                f"  {label:<26} median {r['median']:7.1f} us  p90 {r['p90']:7.1f}  p99 {r['p99']:7.1f}"
+                f"   (target median < 200 us)"
+            )
+    if "empty_step_error" in results:
+        print(f"  empty Step: not measured ({results['empty_step_error']})")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

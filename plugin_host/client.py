@@ -1,0 +1,424 @@
+"""Core-side clients of plugin kinds, with the same shape of calls as the in-process engine.
+
+`BackendClient` mirrors `tritium.core.compute.Runtime`: `new_sequence()`, `eval(seq, tokens)`,
+`step(batch)`, `truncate(seq, n)`, `release(seq)`, `n_ctx` — but the model runs in a backend plugin
+process. It is a drop-in device for the serving engine (`ServingEngine(model, [client])`).
+It keeps every sequence's committed tokens, so when the plugin dies mid-step (or is replaced, or the
+calls move to a fallback), the supervisor's retry lands on a fresh instance that this client first
+re-initialises (Init + LoadModel) and then catches up by replaying each sequence's tokens before
+the retried Step. The replay keeps the original step boundaries (one replay Step per original chunk,
+the batch's sequences side by side), because the engine's fp16 emulation of llama.cpp rounds a
+single-token step differently from a multi-token one: replayed KV entries are bit-identical to the
+lost ones, so no accepted request is lost and greedy output is unchanged.
+
+`SchedulerClient` wraps one Schedule call per engine step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+from tritium.protos.tritium.plugin.v1 import (
+    backend_pb2,
+    backend_pb2_grpc,
+    common_pb2,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+)
+from tritium.sdk import shm
+
+from .errors import PluginProtocolError
+from .supervisor import Instance, Supervisor
+
+
+@dataclass(frozen=True)
+class LoadArgs:
+    """What LoadModel was called with, replayed on every new instance."""
+
+    path: str
+    format: str
+    n_ctx: int
+    threads: int
+    kv_dtype: str
+    max_sequences: int
+    max_logit_rows: int
+
+
+@dataclass
+class _OnInstance:
+    """What one plugin instance holds for this client: tokens per sequence (its KV cache)."""
+
+    inst: Instance
+    held: dict[int, int] = field(default_factory=dict)
+
+
+class BackendClient:
+    """A model running in backend plugin `plugin` (supervised by `supervisor`). Thread-safe.
+
+    Each sequence runs on the instance that was current when it started (it holds a lease on it, see
+    Supervisor.pin): after a hot replace, sequences in flight finish on the old process while new ones
+    start on the new one. A sequence whose instance died moves to the current one by replay.
+    """
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        plugin: str,
+        *,
+        config: common_pb2.BackendConfig | None = None,
+        step_timeout_s: float = 120.0,
+        load_timeout_s: float = 600.0,
+    ) -> None:
+        self._sup = supervisor
+        self.plugin = plugin
+        self._config = config or common_pb2.BackendConfig()
+        self._step_timeout = step_timeout_s
+        self._load_timeout = load_timeout_s
+        self._lock = threading.RLock()
+        self._load: LoadArgs | None = None
+        self.model: backend_pb2.ModelInfo | None = None
+        self.interpretation: list[str] = []
+        self._history: dict[int, list[int]] = {}  # committed tokens of each sequence
+        self._chunks: dict[int, list[int]] = {}  # lengths of the steps that committed them, in order
+        self._on: dict[str, _OnInstance] = {}  # instance key -> what it holds
+        self._home: dict[int, str] = {}  # sequence -> key of the instance it runs on (holds a lease)
+        self._ids = itertools.count(1)
+        self._step_ids = itertools.count(1)
+        self._segments = shm.SegmentCache(readonly=True)
+        self.device: backend_pb2.DeviceInfo | None = None
+        self.restores = 0  # times the model was loaded on a further instance (restart, fallback, replace)
+        self.replayed_steps = 0  # Step calls spent replaying committed tokens on another instance
+
+    # ---- instance state -----------------------------------------------------------------------
+    def _stub(self, inst: Instance) -> backend_pb2_grpc.BackendStub:
+        return inst.stub(backend_pb2_grpc.BackendStub)
+
+    def _ensure(self, inst: Instance) -> _OnInstance:
+        """Bring `inst` to this client's state (Init, LoadModel) the first time it is used."""
+        on = self._on.get(inst.key)
+        if on is not None:
+            return on
+        stub = self._stub(inst)
+        init = stub.Init(backend_pb2.InitRequest(config=self._config), timeout=30.0)
+        self.device = init.device
+        if self._load is not None:
+            a = self._load
+            resp = stub.LoadModel(
+                backend_pb2.LoadModelRequest(
+                    path=a.path,
+                    format=a.format,
+                    n_ctx=a.n_ctx,
+                    threads=a.threads,
+                    kv_dtype=a.kv_dtype,
+                    max_sequences=a.max_sequences,
+                    max_logit_rows=a.max_logit_rows,
+                ),
+                timeout=self._load_timeout,
+            )
+            if self.model is not None and resp.model.n_vocab != self.model.n_vocab:
+                raise PluginProtocolError(
+                    inst.name,
+                    f"reloaded model has n_vocab {resp.model.n_vocab}, expected {self.model.n_vocab}",
+                )
+            if self.model is not None:
+                self.restores += 1
+            self.model = resp.model
+            self.interpretation = list(resp.interpretation)
+        for key in [k for k, o in self._on.items() if o.inst.dead]:
+            del self._on[key]  # forget instances that are gone
+        on = self._on[inst.key] = _OnInstance(inst)
+        return on
+
+    def _rehome(self, sid: int, inst: Instance | None) -> None:
+        """Move sequence `sid`'s lease to `inst` (None: drop it)."""
+        old = self._home.pop(sid, None)
+        if old is not None and old in self._on:
+            self._sup.unpin(self._on[old].inst)
+            self._on[old].held.pop(sid, None)
+        if inst is not None:
+            self._home[sid] = inst.key
+            self._sup.pin(inst)
+
+    # ---- public API ---------------------------------------------------------------------------
+    def init(self) -> backend_pb2.DeviceInfo:
+        """Initialise the backend's device (also done implicitly by the first call)."""
+        with self._lock:
+            self._sup.call(self.plugin, self._ensure, method="Init")
+            return self.device
+
+    def load_model(
+        self,
+        path: str,
+        *,
+        format: str = "",
+        n_ctx: int = 0,
+        threads: int = 0,
+        kv_dtype: str = "",
+        max_sequences: int = 64,
+        max_logit_rows: int = 0,
+    ) -> backend_pb2.ModelInfo:
+        """Load a model in the plugin (memory-mapped there); returns its shape facts."""
+        with self._lock:
+            for sid in list(self._home):
+                self._rehome(sid, None)
+            # The plugin runs in its package folder, not in our working directory.
+            path = os.path.abspath(path)
+            self._load = LoadArgs(
+                path, format, n_ctx, threads, kv_dtype, max_sequences, max_logit_rows or max_sequences
+            )
+            self._on.clear()  # every instance must load this model
+            self.model = None
+            self._history.clear()
+            self._chunks.clear()
+            self._sup.call(self.plugin, self._ensure, method="LoadModel")
+            return self.model
+
+    def new_sequence(self) -> int:
+        """A new, empty sequence id (it starts existing on the plugin with its first step)."""
+        with self._lock:
+            sid = next(self._ids)
+            self._history[sid] = []
+            self._chunks[sid] = []
+            return sid
+
+    @property
+    def n_ctx(self) -> int | None:
+        """Context length per sequence of the loaded model (None before load_model)."""
+        return self.model.n_ctx if self.model is not None else None
+
+    def free_sequence(self, seq: int) -> None:
+        """Free one sequence (the name the serving engine looks for)."""
+        self.release(seq)
+
+    def instance_of(self, seq: int) -> str:
+        """Key (`name#generation`) of the plugin process holding the sequence; "" before its first step."""
+        return self._home.get(seq, "")
+
+    def n_past(self, seq: int) -> int:
+        """Tokens the sequence holds."""
+        return len(self._history[seq])
+
+    def truncate(self, seq: int, n: int) -> None:
+        """Keep the first n tokens of a sequence (takes effect on the plugin at its next step)."""
+        with self._lock:
+            hist = self._history[seq]
+            if n > len(hist):
+                raise ValueError(f"sequence {seq} holds {len(hist)} tokens; cannot truncate to {n}")
+            del hist[n:]
+            chunks, total = self._chunks[seq], 0
+            for i, c in enumerate(chunks):
+                if total + c >= n:
+                    del chunks[i + 1 :]
+                    chunks[i] = n - total
+                    break
+                total += c
+            if chunks and chunks[-1] == 0:
+                chunks.pop()
+            for on in self._on.values():
+                if seq in on.held:
+                    on.held[seq] = min(on.held[seq], n)
+
+    def release(self, *seqs: int) -> None:
+        """Forget sequences and free their KV cache on the plugin."""
+        with self._lock:
+            by_inst: dict[str, list[int]] = {}
+            for s in seqs:
+                key = self._home.get(s)
+                if key is not None:
+                    by_inst.setdefault(key, []).append(s)
+                self._rehome(s, None)
+                self._history.pop(s, None)
+                self._chunks.pop(s, None)
+            for key, ids in by_inst.items():
+                on = self._on.get(key)
+                if on is None or on.inst.dead:
+                    continue
+                try:
+                    self._stub(on.inst).Cleanup(backend_pb2.CleanupRequest(sequence_ids=ids), timeout=10.0)
+                except grpc.RpcError:
+                    pass  # the instance is going away; its KV cache goes with it
+
+    def eval(self, seq: int, tokens: list[int], all_logits: bool = False) -> np.ndarray:
+        """Append tokens to one sequence; logits [len(tokens), n_vocab] or [1, n_vocab]."""
+        return self.step([(seq, tokens)], all_logits=all_logits)[0]
+
+    def step(self, batch: list[tuple[int, list[int]]], *, all_logits: bool = False) -> list[np.ndarray]:
+        """One model step for several sequences; returns each one's logits (last token, or every token
+        with all_logits) as float32 arrays owned by the caller."""
+        if self._load is None:
+            raise RuntimeError("load_model() first")
+        with self._lock:
+            for sid, toks in batch:
+                if sid not in self._history:
+                    raise KeyError(f"unknown sequence {sid}")
+                if not toks:
+                    raise ValueError(f"sequence {sid}: no tokens to evaluate")
+            step_id = next(self._step_ids)
+            results: dict[int, np.ndarray] = {}
+            # Sequences pinned to a live instance that is no longer current (hot-replaced) finish there.
+            retired: dict[str, list[int]] = {}
+            for i, (sid, _) in enumerate(batch):
+                key = self._home.get(sid)
+                on = self._on.get(key) if key else None
+                if on is not None and on.inst.retired and not on.inst.dead and on.inst.process.alive():
+                    retired.setdefault(key, []).append(i)
+            rest = [i for i in range(len(batch)) if not any(i in v for v in retired.values())]
+            for key, idx in retired.items():
+                sub = [batch[i] for i in idx]
+                try:
+                    outs = self._step_on(self._on[key].inst, step_id, sub, all_logits)
+                except grpc.RpcError:
+                    if not self._on[key].inst.process.alive():
+                        rest += idx  # it died while draining: continue on the current instance
+                        continue
+                    raise
+                results.update(zip(idx, outs, strict=True))
+            if rest:
+                sub = [batch[i] for i in sorted(rest)]
+                outs = self._sup.call(
+                    self.plugin, lambda inst: self._step_on(inst, step_id, sub, all_logits), method="Step"
+                )
+                results.update(zip(sorted(rest), outs, strict=True))
+            for sid, toks in batch:
+                self._history[sid].extend(toks)
+                self._chunks[sid].append(len(toks))
+                on = self._on[self._home[sid]]
+                on.held[sid] = len(self._history[sid])
+            return [results[i] for i in range(len(batch))]
+
+    def _step_on(
+        self, inst: Instance, step_id: int, batch: list[tuple[int, list[int]]], all_logits: bool
+    ) -> list[np.ndarray]:
+        on = self._ensure(inst)
+        for sid, _ in batch:
+            if self._home.get(sid) != inst.key:
+                self._rehome(sid, inst)
+        self._replay(on, step_id, [sid for sid, _ in batch])
+        req = backend_pb2.StepRequest(step_id=step_id)
+        for sid, toks in batch:
+            req.batch.add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), all_logits=all_logits)
+        resp = self._stub(inst).Step(req, timeout=self._step_timeout)
+        return self._read_outputs(inst, req, resp, batch, all_logits)
+
+    def _pending_chunks(self, on: _OnInstance, sid: int) -> list[list[int]]:
+        """The committed chunks of `sid` the instance lacks (the first one may be partial)."""
+        held, start, out = on.held.get(sid, 0), 0, []
+        hist = self._history[sid]
+        for c in self._chunks[sid]:
+            end = start + c
+            if end > held:
+                out.append(hist[max(start, held) : end])
+            start = end
+        return out
+
+    def _replay(self, on: _OnInstance, step_id: int, sids: list[int]) -> None:
+        """Re-run the committed steps of `sids` that the instance lacks, chunk by chunk (module doc)."""
+        behind = [sid for sid in sids if on.held.get(sid, 0) < len(self._history[sid])]
+        if not behind:  # the usual case: the instance holds everything
+            return
+        pending = {sid: self._pending_chunks(on, sid) for sid in behind}
+        rounds = max(len(c) for c in pending.values())
+        for r in range(rounds):
+            req = backend_pb2.StepRequest(step_id=step_id)
+            for sid, chunks in pending.items():
+                if r < len(chunks):
+                    req.batch.add(sequence_id=sid, tokens=chunks[r], n_past=on.held.get(sid, 0))
+            resp = self._stub(on.inst).Step(req, timeout=self._step_timeout)
+            if len(resp.outputs) != len(req.batch):
+                raise PluginProtocolError(
+                    on.inst.name, f"Step returned {len(resp.outputs)} outputs for {len(req.batch)} sequences"
+                )
+            for item, out in zip(req.batch, resp.outputs, strict=True):
+                expected = on.held.get(item.sequence_id, 0) + len(item.tokens)
+                if out.sequence_id != item.sequence_id or out.n_past != expected:
+                    raise PluginProtocolError(
+                        on.inst.name,
+                        f"replay of sequence {item.sequence_id}: plugin holds {out.n_past} tokens, "
+                        f"expected {expected}",
+                    )
+                on.held[item.sequence_id] = expected
+        self.replayed_steps += rounds
+
+    def _read_outputs(
+        self,
+        inst: Instance,
+        req: backend_pb2.StepRequest,
+        resp: backend_pb2.StepResponse,
+        batch: list[tuple[int, list[int]]],
+        all_logits: bool,
+    ) -> list[np.ndarray]:
+        if resp.step_id != req.step_id:
+            raise PluginProtocolError(
+                inst.name, f"Step answered step_id {resp.step_id} to step {req.step_id}"
+            )
+        if len(resp.outputs) != len(req.batch):
+            raise PluginProtocolError(
+                inst.name, f"Step returned {len(resp.outputs)} outputs for {len(req.batch)} sequences"
+            )
+        n_vocab = self.model.n_vocab
+        result = []
+        for (sid, toks), out in zip(batch, resp.outputs, strict=True):
+            if out.sequence_id != sid:
+                raise PluginProtocolError(
+                    inst.name, f"Step output for sequence {out.sequence_id} where {sid} was expected"
+                )
+            rows = len(toks) if all_logits else 1
+            try:
+                arr = shm.read_tensor(
+                    out.logits,
+                    self._segments,
+                    dtype=common_pb2.DTYPE_F32,
+                    shape=(rows, n_vocab),
+                    what=f"Step logits of sequence {sid}",
+                )
+            except shm.TensorHandleError as exc:
+                raise PluginProtocolError(inst.name, str(exc)) from None
+            expected_past = len(self._history[sid]) + len(toks)
+            if out.n_past != expected_past:
+                raise PluginProtocolError(
+                    inst.name,
+                    f"sequence {sid} holds {out.n_past} tokens after Step, expected {expected_past}",
+                )
+            result.append(arr)
+        return result
+
+    def close(self) -> None:
+        """Release every sequence's lease and unmap the logits segments."""
+        with self._lock:
+            for sid in list(self._home):
+                self._rehome(sid, None)
+            self._segments.close()
+
+
+class SchedulerClient:
+    """One Schedule call per engine step, to scheduler plugin `plugin`."""
+
+    def __init__(self, supervisor: Supervisor, plugin: str, *, timeout_s: float = 2.0) -> None:
+        self._sup = supervisor
+        self.plugin = plugin
+        self._timeout = timeout_s
+
+    def configure(self, config: common_pb2.SchedulerConfig) -> common_pb2.SchedulerConfig:
+        """Apply a scheduler configuration; returns it with defaults filled in."""
+        from tritium.protos.tritium.plugin.v1 import common_pb2_grpc
+
+        def go(inst: Instance) -> common_pb2.SchedulerConfig:
+            stub = inst.stub(common_pb2_grpc.PluginStub)
+            return stub.Configure(
+                common_pb2.ConfigureRequest(scheduler=config), timeout=self._timeout
+            ).scheduler
+
+        return self._sup.call(self.plugin, go, method="Configure")
+
+    def schedule(self, request: scheduler_pb2.ScheduleRequest) -> scheduler_pb2.ScheduleResponse:
+        """The next step's batch."""
+
+        def go(inst: Instance) -> scheduler_pb2.ScheduleResponse:
+            return inst.stub(scheduler_pb2_grpc.SchedulerStub).Schedule(request, timeout=self._timeout)
+
+        return self._sup.call(self.plugin, go, method="Schedule")

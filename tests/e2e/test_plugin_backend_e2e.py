@@ -1,0 +1,141 @@
+"""End to end: greedy generation through the builtin cpu backend plugin process, against the same
+kernels in-process, and surviving a SIGKILL of the plugin in the middle of the generation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tritium.plugin_host.client import BackendClient
+from tritium.plugin_host.discovery import BUILTIN_DIR, discover
+from tritium.plugin_host.supervisor import PluginState, RestartPolicy, Supervisor
+
+compute = pytest.importorskip("tritium.core.compute", reason="the engine's Runtime is not available")
+loader = pytest.importorskip("tritium.core.model.loader", reason="the engine's loader is not available")
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bitnetcpp"
+MODEL = FIXTURES / "bitnet-b158-tiny.i2_s.gguf"
+REF = json.loads((FIXTURES / "bitnet-b158-tiny.ref.json").read_text())
+# BOS + the prompt (n_prompt_tokens counts the BOS), then bitnet.cpp's greedy continuation.
+PROMPT = [
+    int(t) for t in np.load(FIXTURES / "bitnet-b158-tiny.prompt_greedy.tokens.npy")[: REF["n_prompt_tokens"]]
+]
+N_NEW = 32
+THREADS = 1
+
+
+@pytest.fixture(scope="module")
+def sup():
+    s = Supervisor(policy=RestartPolicy(backoff_initial_s=0.01, ready_wait_s=120))
+    s.register_discovered(discover({"builtin": [BUILTIN_DIR]}, entry_points=False, env={}))
+    s.start("cpu")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def client(sup):
+    c = BackendClient(sup, "cpu", step_timeout_s=300, load_timeout_s=300)
+    # Few logit rows on purpose: a prompt with all_logits must make the plugin grow its segment.
+    c.load_model(str(MODEL), threads=THREADS, max_sequences=4)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    m = loader.load_model(MODEL)
+    return compute.Runtime(m.config, m.weights, threads=THREADS)
+
+
+def _greedy(eval_fn, new_seq, n, on_step=None):
+    seq = new_seq()
+    logits = eval_fn(seq, PROMPT)
+    out = []
+    for i in range(n):
+        t = int(np.asarray(logits)[-1].argmax())
+        out.append(t)
+        if on_step is not None:
+            on_step(i)
+        logits = eval_fn(seq, [t])
+    return out
+
+
+@pytest.fixture(scope="module")
+def in_process_tokens(runtime):
+    return _greedy(runtime.eval, runtime.new_sequence, N_NEW)
+
+
+def test_model_info_and_prompt_logits_match_in_process(client, runtime):
+    assert client.model.n_vocab == runtime.config.n_vocab and client.model.n_layer == runtime.config.n_layer
+    assert client.model.format == "gguf" and client.interpretation
+    seq = client.new_sequence()
+    got = client.eval(seq, PROMPT, all_logits=True)
+    want = runtime.eval(runtime.new_sequence(), PROMPT, all_logits=True)
+    assert got.shape == (len(PROMPT), runtime.config.n_vocab)
+    np.testing.assert_array_equal(got, want)
+    client.release(seq)
+
+
+def test_greedy_through_the_plugin_equals_in_process(client, in_process_tokens):
+    assert _greedy(client.eval, client.new_sequence, N_NEW) == in_process_tokens
+
+
+def test_greedy_matches_bitnet_cpp(in_process_tokens):
+    # The plugin reproduces the engine; the engine reproduces bitnet.cpp (its own tests say how closely).
+    assert in_process_tokens == REF["greedy_token_ids"][:N_NEW]
+
+
+def test_sigkill_mid_generation_gives_exactly_the_undisturbed_tokens(sup, client, in_process_tokens):
+    mp = sup.get("cpu")
+    restarts, replayed = mp.restarts, client.replayed_steps
+
+    def kill_at_10(i):
+        if i == 10:
+            os.kill(mp.instance.pid, signal.SIGKILL)
+
+    assert _greedy(client.eval, client.new_sequence, N_NEW, on_step=kill_at_10) == in_process_tokens
+    assert mp.restarts == restarts + 1 and mp.state == PluginState.READY
+    assert client.replayed_steps - replayed == 11  # the prompt step and 10 decode steps, one by one
+
+
+def test_batched_step_equals_single_sequence_steps(client, runtime):
+    prompts = [PROMPT[:9], PROMPT[:17], PROMPT]
+    seqs = [client.new_sequence() for _ in prompts]
+    batched = client.step(list(zip(seqs, prompts, strict=True)))
+    for p, got in zip(prompts, batched, strict=True):
+        np.testing.assert_allclose(got, runtime.eval(runtime.new_sequence(), p), rtol=0, atol=1e-5)
+    client.release(*seqs)
+
+
+def test_serving_engine_runs_its_model_through_the_plugin(sup, runtime):
+    # The issue-6 engine loop takes any object with new_sequence/step/free_sequence/n_ctx as a device:
+    # a BackendClient makes the plugin process that device. Batching, chunked prefill and a SIGKILL of
+    # the plugin in the middle must not change a greedy token.
+    serving = pytest.importorskip("tritium.core.serving.engine_loop")
+    from tritium.core.engine.generate import generate
+    from tritium.core.sampling import SamplingParams
+    from tritium.core.serving.serving_config import ServingConfig
+
+    model = loader.load_model(MODEL)
+    prompts = ["The quick brown fox jumps over the lazy dog", "Hello", "Once upon a time, far away"]
+    params = SamplingParams(temperature=0.0, max_tokens=10, ignore_eos=True)
+    rt = compute.Runtime(model.config, model.weights, n_ctx=128, threads=THREADS)
+    alone = [[c.token_id for c in generate(model, p, params, runtime=rt)] for p in prompts]
+
+    client = BackendClient(sup, "cpu", step_timeout_s=300, load_timeout_s=300)
+    client.load_model(str(MODEL), n_ctx=128, threads=THREADS, max_sequences=8)
+    engine = serving.ServingEngine(model, [client], ServingConfig(prefill_chunk=4, max_batch_tokens=9))
+    handles = [engine.submit(model.tokenizer.encode(p), params) for p in prompts]
+    steps = 0
+    while engine.step():
+        steps += 1
+        if steps == 6:
+            os.kill(sup.get("cpu").instance.pid, signal.SIGKILL)
+    assert [[e.token_id for e in h] for h in handles] == alone
+    assert client.restores == 1
+    client.close()
