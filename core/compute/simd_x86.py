@@ -1,0 +1,178 @@
+"""An AVX2 inner kernel for ternary × int8 sums, written as LLVM IR inside numba.
+
+numba cannot express `vpmaddubsw` (u8 × s8 → pairwise i16 sums), the instruction llama.cpp's TQ2_0
+kernel and bitnet.cpp's I2_S kernel are built on; LLVM's auto-vectorizer widens to int16 products
+instead, which needs about twice the instructions per weight. The intrinsics here emit it through
+LLVM's x86 intrinsics, four weight rows at a time sharing every activation load:
+
+* `isum4` streams `n_groups` consecutive 32-byte code groups against int8 activations and returns
+  the four exact integer sums Σ code·q (codes 0..2, so no saturation: |pair| <= 2·2·127); partial
+  sums are widened to int32 after every group (`vpmaddwd` with ones).
+* `q8k_rows4` is llama.cpp's TQ2_0 × Q8_K dot product operation for operation (int32 lanes, FMA into
+  float lanes, the same horizontal sum), so Tritium's q8_k matmul equals llama.cpp's bit for bit.
+
+`AVAILABLE` is False off x86-64 or without AVX2; callers then use the portable numba kernels,
+which give bit-identical results.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _host_has_avx2() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        features = llvm.get_host_cpu_features()
+    except RuntimeError:
+        return False
+    return bool(features.get("avx2", False))
+
+
+AVAILABLE = _host_has_avx2()
+
+_I8 = ir.IntType(8)
+_V32I8 = ir.VectorType(_I8, 32)
+_V16I16 = ir.VectorType(ir.IntType(16), 16)
+_V8I32 = ir.VectorType(ir.IntType(32), 8)
+
+
+def _splat8(v: int) -> ir.Constant:
+    return ir.Constant(_V32I8, [v] * 32)
+
+
+@intrinsic
+def isum4(typingctx, flat, o0, o1, o2, o3, x8, xo, n_groups):  # noqa: ANN001, ANN201 - numba intrinsic
+    """(Σ c·q for row 0, 1, 2, 3): rows' code groups start at byte offsets o0..o3 of `flat` (uint8),
+    the activations at element `xo` of `x8` (int8, plane-permuted); n_groups groups of 128 values."""
+    ret = types.UniTuple(types.int64, 4)
+    sig = ret(flat, o0, o1, o2, o3, x8, xo, n_groups)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        mod = builder.module
+        madd_ub = cgutils.get_or_insert_function(mod, ir.FunctionType(_V16I16, [_V32I8, _V32I8]),
+                                                 "llvm.x86.avx2.pmadd.ub.sw")
+        madd_wd = cgutils.get_or_insert_function(mod, ir.FunctionType(_V8I32, [_V16I16, _V16I16]),
+                                                 "llvm.x86.avx2.pmadd.wd")
+        reduce_add = cgutils.get_or_insert_function(mod, ir.FunctionType(ir.IntType(32), [_V8I32]),
+                                                    "llvm.vector.reduce.add.v8i32")
+
+        codes = context.make_array(signature.args[0])(context, builder, args[0])
+        acts = context.make_array(signature.args[5])(context, builder, args[5])
+        ones = ir.Constant(_V16I16, [1] * 16)
+        mask = _splat8(3)
+        i64 = ir.IntType(64)
+        rows = [builder.gep(codes.data, [a]) for a in args[1:5]]
+        xbase = builder.gep(acts.data, [args[6]])
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8I32, [0] * 8)) for _ in range(4)]
+
+        def load32(ptr: ir.Value) -> ir.Value:
+            return builder.load(builder.bitcast(ptr, _V32I8.as_pointer()), align=1)
+
+        with cgutils.for_range(builder, args[7]) as loop:
+            g = loop.index
+            xg = builder.mul(g, ir.Constant(i64, 128))
+            xs = [load32(builder.gep(xbase, [builder.add(xg, ir.Constant(i64, 32 * p))])) for p in range(4)]
+            cg = builder.mul(g, ir.Constant(i64, 32))
+            for r in range(4):
+                c = load32(builder.gep(rows[r], [cg]))
+                planes = [builder.and_(c, mask),
+                          builder.and_(builder.lshr(c, _splat8(2)), mask),
+                          builder.and_(builder.lshr(c, _splat8(4)), mask),
+                          builder.lshr(c, _splat8(6))]
+                s = builder.call(madd_ub, [planes[0], xs[0]])
+                for p in range(1, 4):
+                    s = builder.add(s, builder.call(madd_ub, [planes[p], xs[p]]))
+                acc = builder.load(accs[r])
+                builder.store(builder.add(acc, builder.call(madd_wd, [s, ones])), accs[r])
+        out = [builder.sext(builder.call(reduce_add, [builder.load(a)]), i64) for a in accs]
+        return context.make_tuple(builder, ret, out)
+
+    return sig, codegen
+
+
+@intrinsic
+def q8k_rows4(typingctx, flat, o0, o1, o2, o3, goffs, x8, lsum, da, w0, w1, w2, w3, wstep,  # noqa: ANN001, ANN201
+              n_blocks):  # noqa: ANN001
+    """A whole q8_k row quad in registers, exactly llama.cpp's AVX2 TQ2_0 dot. For every 256-value
+    block b: 8 int32 lanes per row (lane l = bytes 4l..4l+3 of both 32-byte groups, all planes) minus
+    lsum[8b:8b+8] (llama.cpp's bsums, paired), converted to float32 and fused-multiply-added with
+    d = w_r[b·wstep]·da[b] into 8 float lanes; then hsum_float_8. Rows start at byte offsets o0..o3
+    of `flat`; block b's two groups sit at goffs[2b] and goffs[2b+1] inside a row."""
+    ret = types.UniTuple(types.float32, 4)
+    sig = ret(flat, o0, o1, o2, o3, goffs, x8, lsum, da, w0, w1, w2, w3, wstep, n_blocks)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        mod = builder.module
+        f32 = ir.FloatType()
+        v8f32 = ir.VectorType(f32, 8)
+        i64 = ir.IntType(64)
+        madd_ub = cgutils.get_or_insert_function(mod, ir.FunctionType(_V16I16, [_V32I8, _V32I8]),
+                                                 "llvm.x86.avx2.pmadd.ub.sw")
+        madd_wd = cgutils.get_or_insert_function(mod, ir.FunctionType(_V8I32, [_V16I16, _V16I16]),
+                                                 "llvm.x86.avx2.pmadd.wd")
+        fma = cgutils.get_or_insert_function(mod, ir.FunctionType(v8f32, [v8f32, v8f32, v8f32]),
+                                             "llvm.fma.v8f32")
+
+        def data(i: int) -> ir.Value:
+            return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+        codes, goff_p, xs_p, lsum_p, da_p = data(0), data(5), data(6), data(7), data(8)
+        w_p = [data(9), data(10), data(11), data(12)]
+        rows = [builder.gep(codes, [a]) for a in args[1:5]]
+        wstep = args[13]
+        ones = ir.Constant(_V16I16, [1] * 16)
+        mask = _splat8(3)
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(v8f32, [0.0] * 8)) for _ in range(4)]
+
+        def load32(ptr: ir.Value) -> ir.Value:
+            return builder.load(builder.bitcast(ptr, _V32I8.as_pointer()), align=1)
+
+        with cgutils.for_range(builder, args[14]) as loop:
+            b = loop.index
+            g0 = builder.mul(b, ir.Constant(i64, 2))
+            offs = [builder.load(builder.gep(goff_p, [builder.add(g0, ir.Constant(i64, h))]))
+                    for h in range(2)]
+            xb = builder.mul(b, ir.Constant(i64, 256))
+            xv = [[load32(builder.gep(xs_p, [builder.add(xb, ir.Constant(i64, 128 * h + 32 * p))]))
+                   for p in range(4)] for h in range(2)]
+            ls_ptr = builder.bitcast(builder.gep(lsum_p, [builder.mul(b, ir.Constant(i64, 8))]),
+                                     _V8I32.as_pointer())
+            ls = builder.load(ls_ptr, align=4)
+            da_b = builder.load(builder.gep(da_p, [b]))
+            wi = builder.mul(b, wstep)
+            for r in range(4):
+                s = None
+                for h in range(2):
+                    c = load32(builder.gep(rows[r], [offs[h]]))
+                    planes = [builder.and_(c, mask),
+                              builder.and_(builder.lshr(c, _splat8(2)), mask),
+                              builder.and_(builder.lshr(c, _splat8(4)), mask),
+                              builder.lshr(c, _splat8(6))]
+                    for p in range(4):
+                        m = builder.call(madd_ub, [planes[p], xv[h][p]])
+                        s = m if s is None else builder.add(s, m)
+                lanes = builder.sub(builder.call(madd_wd, [s, ones]), ls)
+                d = builder.fmul(builder.load(builder.gep(w_p[r], [wi])), da_b)
+                dv = builder.insert_element(ir.Constant(v8f32, ir.Undefined), d,
+                                            ir.Constant(ir.IntType(32), 0))
+                dv = builder.shuffle_vector(dv, ir.Constant(v8f32, ir.Undefined),
+                                            ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+                acc = builder.load(accs[r])
+                builder.store(builder.call(fma, [builder.sitofp(lanes, v8f32), dv, acc]), accs[r])
+        out = []
+        for r in range(4):
+            f = builder.load(accs[r])
+            e = [builder.extract_element(f, ir.Constant(ir.IntType(32), i)) for i in range(8)]
+            rr = [builder.fadd(e[4 + i], e[i]) for i in range(4)]
+            out.append(builder.fadd(builder.fadd(rr[0], rr[2]), builder.fadd(rr[1], rr[3])))
+        return context.make_tuple(builder, ret, out)
+
+    return sig, codegen
