@@ -8,8 +8,10 @@ Order of work, so that bad input fails before anything is written:
 3. write a temporary file beside DST — header, then one tensor at a time (read -> quantize -> write, so
    memory holds one tensor) — fsync and rename it to DST. Any error, a full disk included, removes the
    temporary file: DST is never half-written.
-Then the report: timing, sizes, per-tensor reconstruction error and (optionally) the whole-model
-accuracy on the shipped text sample.
+Every tensor the quantizer returns is decoded by the core and compared with its source (verify.py): the
+report's reconstruction error is measured, not the plugin's claim (which is kept beside it), and a source
+that holds ternary values is checked to be kept exactly. Then the report: timing, sizes, per-tensor
+errors and (optionally) the whole-model accuracy on the shipped text sample.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .options import QuantizeOptions
 from .quantizer_api import Quantizer, QuantizeSession
 from .report import QuantizeReport, TensorRow
 from .sources import ModelSource, SourceTensor, open_source
+from .verify import check_tensor
 
 OUTPUT_FILE_TYPES = {**FILE_TYPES, "TL1": 38}  # 38: bitnet.cpp's MOSTLY_TL1 id, marked as Tritium's layout
 HEADER_SLACK = 1 << 20  # metadata + alignment headroom for the free-space check
@@ -107,21 +110,32 @@ def quantize_model(src: str | os.PathLike[str], dst: str | os.PathLike[str], opt
     def encoder(t: SourceTensor, type_name: str, via_plugin: bool):  # noqa: ANN202
         def encode() -> np.ndarray:
             t1 = time.perf_counter()
-            x = source.read(t.name)
+            buffer = getattr(holder["session"], "buffer", None) if via_plugin else None
+            # read straight into the plugin session's shared memory when it offers a buffer
+            x = source.read(t.name, out=None if buffer is None else buffer(t.shape))
             if via_plugin:
                 q = holder["session"].quantize(t.name, x)
                 if q.type_name != type_name:
                     raise QuantizeError(f"tensor '{t.name}': the quantizer produced {q.type_name}, but "
                                         f"CanQuantize announced {type_name}")
                 data = q.data
-                rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
-                rmse = float(np.sqrt(max(q.mse, 0.0)))
-                rel = rmse / rms if rms > 0 else 0.0
+                try:  # measured here on the decoded output, not taken from the plugin
+                    check = check_tensor(type_name, data, x, claims_ternary=t.claims_ternary)
+                except QuantizeError as exc:
+                    raise QuantizeError(f"tensor '{t.name}': the quantizer's output: {exc}") from None
+                row = TensorRow(t.name, list(t.shape), t.stored_as, type_name, t.nbytes, int(data.nbytes),
+                                check.rmse, check.rel_error, 0.0, check.kept_ternary,
+                                float(np.sqrt(max(q.mse, 0.0))))
+                if check.kept_ternary is False:
+                    report.notes.append(f"{t.name}: the source claims ternary values x a scale, but the "
+                                        f"{type_name} output did not keep them in {check.rows_not_kept} of "
+                                        f"{x.shape[0]} rows")
             else:
-                data, rmse, rel = encode_tensor(x, type_name), None, None
-            report.tensors.append(TensorRow(t.name, list(t.shape), t.stored_as, type_name, t.nbytes,
-                                            int(data.nbytes), rmse, rel, time.perf_counter() - t1,
-                                            t.claims_ternary and via_plugin))
+                data = encode_tensor(x, type_name)
+                row = TensorRow(t.name, list(t.shape), t.stored_as, type_name, t.nbytes, int(data.nbytes),
+                                None, None, 0.0)
+            row.seconds = time.perf_counter() - t1
+            report.tensors.append(row)
             bar.update(1)
             return data
         return encode

@@ -3,14 +3,19 @@
 The plugin is found by discovery (builtin, system, user, entry points, $TRITIUM_PLUGIN_PATH), verified
 and launched by the supervisor like any plugin. Tensors go one at a time through one Quantize stream:
 the core writes the float32 source into a shared-memory segment it owns (grown when a larger tensor
-comes), sends its handle, and copies the payload out of the plugin's segment before sending the next.
-If the plugin dies mid-run, the supervisor restarts it and the tensor in flight is sent again.
+comes; `_Session.buffer` lets the source be read straight into it), sends its handle, and copies the
+payload out of the plugin's segment before sending the next.
+If the plugin dies mid-run (a crash, SIGKILL, the OOM killer), the supervisor restarts it; the session
+configures the new process with the run's options, opens a new stream and sends the tensor in flight
+again (its source is still in the core's segment), so the output is the same file an undisturbed run
+writes. A second death on the same tensor ends the run with QuantizeError.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -28,6 +33,8 @@ from .quantizer_api import QuantizedBytes, Verdict
 DEFAULT_PLUGIN = "ternary"
 CALL_TIMEOUT_S = 30.0
 TENSOR_TIMEOUT_S = 600.0
+# gRPC sees the socket close a moment before the kernel reports the process's exit.
+DEATH_WAIT_S = 2.0
 
 
 def _type_name(qt: int) -> str:
@@ -44,6 +51,7 @@ class PluginQuantizer:
         self._own = supervisor is None
         self._sup = supervisor or Supervisor()
         self._options: QuantizeOptions | None = None
+        self._configured: str = ""  # key of the instance that holds self._options
         try:
             if self._own:
                 self._sup.register_discovered(discover())
@@ -81,10 +89,32 @@ class PluginQuantizer:
     def configure(self, options: QuantizeOptions) -> list[str]:
         """Configure (validate + apply); QuantizeError carries the plugin's reason for a refusal."""
         req = common_pb2.ConfigureRequest(quantizer=options.message())
-        resp = self._call("Configure", lambda inst: inst.stub(common_pb2_grpc.PluginStub).Configure(
-            req, timeout=CALL_TIMEOUT_S))
+
+        def configure_on(inst: Instance) -> common_pb2.ConfigureResponse:
+            resp = inst.stub(common_pb2_grpc.PluginStub).Configure(req, timeout=CALL_TIMEOUT_S)
+            self._configured = inst.key
+            return resp
+
+        resp = self._call("Configure", configure_on)
         self._options = options
         return list(resp.warnings)
+
+    def _ready_instance(self) -> Instance:
+        """The current instance, configured with the run's options (a restarted process starts with the
+        plugin's defaults, so it is configured again before it gets a tensor)."""
+        try:
+            inst = self._sup.instance(self.name)
+        except PluginError as exc:
+            raise QuantizeError(f"quantizer plugin {self.name!r}: {exc.reason}") from None
+        if self._options is not None and inst.key != self._configured:
+            self.configure(self._options)
+            inst = self._sup.instance(self.name)
+        return inst
+
+    @property
+    def restarts(self) -> int:
+        """How many times the supervisor restarted the plugin."""
+        return self._sup.get(self.name).restarts
 
     def can_quantize(self, name: str, shape: tuple[int, ...]) -> Verdict:
         req = quantizer_pb2.CanQuantizeRequest(tensor_name=name, dtype=common_pb2.DTYPE_F32,
@@ -100,6 +130,17 @@ class PluginQuantizer:
             yield s
         finally:
             s.close()
+
+
+def _died(inst: Instance, wait_s: float = DEATH_WAIT_S) -> bool:
+    """Whether the instance's process has exited (waiting up to wait_s for the kernel to say so)."""
+    end = time.monotonic() + wait_s
+    while True:
+        if inst.dead or inst.process.process.poll() is not None:
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.005)
 
 
 class _Stream:
@@ -129,12 +170,21 @@ class _Session:
         self._stream: _Stream | None = None
         self._reader = shm.SegmentCache(readonly=True)
 
-    def _input(self, x: np.ndarray) -> common_pb2.TensorHandle:
-        if self._segment is None or self._segment.size < x.nbytes:
+    def buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A writable float32 array of `shape` in the session's shared-memory input segment: a tensor
+        read into it (ModelSource.read(name, out=...)) is sent to the plugin without a copy. Valid until
+        the next call of buffer() or quantize() with another array."""
+        nbytes = 4 * int(np.prod(shape, dtype=np.int64))
+        if self._segment is None or self._segment.size < nbytes:
             if self._segment is not None:
                 self._segment.close()
-            self._segment = shm.Segment.create(max(x.nbytes, 1 << 20), tag="quant-in")
-        self._segment.view(0, np.float32, x.shape)[...] = x
+            self._segment = shm.Segment.create(max(nbytes, 1 << 20), tag="quant-in")
+        return self._segment.view(0, np.float32, tuple(shape))
+
+    def _input(self, x: np.ndarray) -> common_pb2.TensorHandle:
+        seg = self.buffer(x.shape)
+        if not (x.flags.c_contiguous and x.ctypes.data == seg.ctypes.data):  # not already in place
+            seg[...] = x
         return self._segment.handle(0, np.float32, x.shape)
 
     def quantize(self, name: str, x: np.ndarray) -> QuantizedBytes:
@@ -142,14 +192,14 @@ class _Session:
         req = quantizer_pb2.QuantizeRequest(name=name, input=self._input(x))
         for attempt in range(2):
             if self._stream is None:
-                self._stream = _Stream(self._owner._sup.instance(self._owner.name))
+                self._stream = _Stream(self._owner._ready_instance())
             try:
                 resp = self._stream.send(req)
                 break
             except grpc.RpcError as exc:
-                dead = self._stream.inst.process.process.poll() is not None
+                dead = _died(self._stream.inst)
                 self._stream = None
-                self._reader.close()
+                self._reader.close()  # the dead process's payload segment is gone
                 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT or not dead or attempt == 1:
                     raise QuantizeError(f"quantizer plugin {self._owner.name!r}, tensor '{name}': "
                                         f"{exc.code().name}: {exc.details()}") from None

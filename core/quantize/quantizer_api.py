@@ -31,7 +31,9 @@ class QuantizedBytes:
 
 
 class QuantizeSession(Protocol):
-    """An open stream: one tensor in, one tensor out, in order."""
+    """An open stream: one tensor in, one tensor out, in order. A session may also offer
+    `buffer(shape) -> np.ndarray` (a float32 array the next tensor can be read into, so that `quantize`
+    sends it without a copy); `quantize_model` uses it when present."""
 
     def quantize(self, name: str, x: np.ndarray) -> QuantizedBytes: ...
 

@@ -1,10 +1,11 @@
 """The report of one `tritium quantize` run: a table for people and JSON for machines.
 
 Per tensor: type in/out, bytes in/out, reconstruction error (RMSE of dequantize(quantize(w)) against the
-float source w, and the relative error RMSE / RMS(w)), time. For the run: wall time, throughput (source
-MB/s), size before/after, memory saved, and — when a text sample was evaluated — the mean KL divergence
-of next-token distributions and the perplexity of the source model and of the output, both run by
-Tritium's runtime on the same tokens.
+float source w, decoded and measured by the core, and the relative error RMSE / RMS(w)), whether a
+ternary source was kept exactly (checked on the output), the quantizer's own RMSE claim, time.
+For the run: wall time, throughput (source MB/s), size before/after, memory saved, and — when a text
+sample was evaluated — the mean KL divergence of next-token distributions and the perplexity of the
+source model and of the output, both run by Tritium's runtime on the same tokens.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ class TensorRow:
     type_out: str
     bytes_in: int
     bytes_out: int
-    rmse: float | None  # None when the tensor was copied, not quantized
-    rel_error: float | None
+    rmse: float | None  # of the decoded output against the source; None when the tensor was copied
+    rel_error: float | None  # rmse / rms(source)
     seconds: float
-    kept_ternary: bool = False  # the source was already ternary: values and scale kept exactly
+    # None: the source does not claim ternary values; True: they and their scale (as the output type
+    # stores it) were kept exactly, checked on the decoded output; False: they were not
+    kept_ternary: bool | None = None
+    plugin_rmse: float | None = None  # what the quantizer said (sqrt of its mse), for comparison
 
 
 @dataclass
@@ -82,13 +86,15 @@ class QuantizeReport:
         lines = [f"tritium quantize: {self.source} -> {self.output}",
                  "options: " + ", ".join(f"{k}={v}" for k, v in self.options.items())
                  + f"; quantizer plugin '{self.quantizer}'", ""]
-        hdr = f"{'tensor':34} {'shape':>13} {'in':>16} {'out':>6} {'MB in':>8} {'MB out':>8} {'rel err':>9}"
+        hdr = (f"{'tensor':34} {'shape':>13} {'in':>16} {'out':>6} {'MB in':>8} {'MB out':>8} "
+               f"{'rel err':>14}")
         lines += [hdr, "-" * len(hdr)]
         for t in self.tensors:
-            rel = "copied" if t.rel_error is None else ("kept" if t.kept_ternary and t.rel_error == 0
-                                                         else f"{t.rel_error:.4f}")
+            rel = "copied" if t.rel_error is None else f"{t.rel_error:.4f}"
+            if t.kept_ternary is not None:
+                rel += " kept" if t.kept_ternary else " NOT kept"
             lines.append(f"{t.name:34} {'x'.join(map(str, t.shape)):>13} {t.type_in:>16} {t.type_out:>6} "
-                         f"{t.bytes_in / 1e6:8.3f} {t.bytes_out / 1e6:8.3f} {rel:>9}")
+                         f"{t.bytes_in / 1e6:8.3f} {t.bytes_out / 1e6:8.3f} {rel:>14}")
         saved = self.memory_saved / self.bytes_before if self.bytes_before else 0.0
         lines += ["", f"time {self.seconds:.2f} s, throughput {self.mb_per_s:.1f} MB/s of source",
                   f"size {self.bytes_before / 1e6:.2f} MB -> {self.bytes_after / 1e6:.2f} MB "

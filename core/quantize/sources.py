@@ -34,6 +34,7 @@ from tritium.core.formats.safetensors_reader import SafetensorsCheckpoint, open_
 from tritium.core.model.config import ModelConfig
 
 from .errors import QuantizeError
+from .hf_unpack import first_code_3, unpack_numba
 
 HF_LINEAR = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -67,9 +68,20 @@ class ModelSource:
     notes: list[str] = field(default_factory=list)
     _reader: object = None
 
-    def read(self, name: str) -> np.ndarray:
-        """The tensor as float32 (a new array or a view of the file); QuantizeError on bad data."""
-        return self._reader(name)  # type: ignore[misc]
+    def read(self, name: str, out: np.ndarray | None = None) -> np.ndarray:
+        """The tensor as float32 (a new array or a view of the file; or `out`, a C-contiguous float32
+        array of the tensor's shape, filled and returned); QuantizeError on bad data.
+
+        With `out` (the quantizer session's shared-memory input), a BF16/F16 checkpoint is widened
+        straight into it, so the tensor is written once instead of converted and then copied."""
+        x = self._reader(name, out)  # type: ignore[misc]
+        if out is None or x is out:
+            return x
+        if out.shape != x.shape:
+            raise QuantizeError(f"{self.path}: tensor '{name}' is {list(x.shape)}, the buffer "
+                                f"{list(out.shape)}")
+        np.copyto(out, x)
+        return out
 
     def iter_tensors(self) -> Iterator[SourceTensor]:
         return iter(self.tensors)
@@ -106,7 +118,7 @@ def _open_gguf(p: Path) -> ModelSource:
         tensors.append(SourceTensor(t.name, t.shape, t.type.name, t.nbytes,
                                     t.type.name in ("I2_S", "TQ1_0", "TQ2_0", "TL1")))
 
-    def read(name: str) -> np.ndarray:
+    def read(name: str, out: np.ndarray | None) -> np.ndarray:
         t = f.tensors[name]
         raw = f.raw(name)
         if t.type.name == "TL1":
@@ -149,8 +161,8 @@ def _open_hf(folder: Path) -> ModelSource:
             raise QuantizeError(f"{e.file}: tensor {hf!r}: shape {list(e.shape)}, expected {list(shape)}")
         tensors.append(SourceTensor(name, shape, stored, e.nbytes, claims))
 
-    def read(name: str) -> np.ndarray:
-        return _read_hf(ckpt, quant, hf_of[name], name, config)
+    def read(name: str, out: np.ndarray | None) -> np.ndarray:
+        return _read_hf(ckpt, quant, hf_of[name], name, config, out)
 
     from tritium.core.quantize.hf_tokenizer import tokenizer_metadata
 
@@ -177,8 +189,16 @@ def _expected_shape(name: str, c: ModelConfig) -> tuple[int, ...]:
     return bitnet_shapes(c)[name]
 
 
-def _read_hf(ckpt: SafetensorsCheckpoint, quant: BitNetQuant, hf: str, name: str, c: ModelConfig
-             ) -> np.ndarray:
+def _float32(raw: np.ndarray, dtype: str, out: np.ndarray | None) -> np.ndarray:
+    """to_float32, widening BF16 straight into `out` when it fits (one pass, no temporary)."""
+    if out is not None and dtype == "BF16" and out.shape == raw.shape and out.flags.c_contiguous:
+        np.left_shift(raw, np.uint32(16), out=out.view(np.uint32))
+        return out
+    return np.asarray(to_float32(raw, dtype), dtype=np.float32)
+
+
+def _read_hf(ckpt: SafetensorsCheckpoint, quant: BitNetQuant, hf: str, name: str, c: ModelConfig,
+             out: np.ndarray | None = None) -> np.ndarray:
     e = ckpt.entry(hf)
     where = f"{e.file}: tensor {hf!r}"
     shape = _expected_shape(name, c)
@@ -191,23 +211,19 @@ def _read_hf(ckpt: SafetensorsCheckpoint, quant: BitNetQuant, hf: str, name: str
         if e.dtype == "U8" or tuple(e.shape) != shape:
             raise QuantizeError(f"{where}: {e.dtype} {list(e.shape)}, but quantization_mode 'online' expects "
                                 f"float master weights {list(shape)}")
-        return np.asarray(to_float32(ckpt.array(hf), e.dtype), dtype=np.float32)
+        return _float32(ckpt.array(hf), e.dtype, out)
     scale = _weight_scale(ckpt, hf[: -len(".weight")] + ".weight_scale", quant)
     if e.dtype == "U8":
         if tuple(e.shape) != (out_f // 4, in_f):
             raise QuantizeError(f"{where}: packed shape {list(e.shape)}, expected {[out_f // 4, in_f]}")
         packed = ckpt.array(hf)
-        t = np.empty(shape, np.float32)
-        R = out_f // 4
-        for i in range(4):
-            codes = (packed >> (2 * i)) & 3
-            if (codes == 3).any():
-                bad = np.argwhere(codes == 3)[0]
-                raise QuantizeError(f"{where}: packed byte {list(bad)} holds code 3 in bits "
-                                    f"{2 * i}..{2 * i + 1}"
-                                    "; the source claims ternary values (codes 0/1/2 = -1/0/+1)")
-            t[i * R:(i + 1) * R] = codes.astype(np.float32) - 1
-        return t * scale
+        use_out = out is not None and out.shape == shape and out.flags.c_contiguous
+        t = out if use_out else np.empty(shape, np.float32)
+        if unpack_numba(packed, np.float32(scale), t).any():
+            at, i = first_code_3(packed)
+            raise QuantizeError(f"{where}: packed byte {at} holds code 3 in bits {2 * i}..{2 * i + 1}; "
+                                "the source claims ternary values (codes 0/1/2 = -1/0/+1)")
+        return t
     if tuple(e.shape) != shape:
         raise QuantizeError(f"{where}: shape {list(e.shape)}, expected packed {[out_f // 4, in_f]} or "
                             f"ternary {list(shape)}")

@@ -31,7 +31,7 @@ from gguf.quants import quantize as gguf_quantize
 from .f16_kernels import encode_f16
 from .i2s_kernels import QK_I2_S
 from .ternarize import row_stats_numba, ternary_scales
-from .ternary_encode import encode_ternary
+from .ternary_encode import encode_ternary, ternary_nbytes
 from .tl1_kernels import TL1_BK, TL1_BM
 from .tq_kernels import QK_K
 
@@ -142,27 +142,42 @@ class Quantized:
     ternary_source: bool = False  # the input was already ternary x one scale (kept exactly)
 
 
-def quantize_tensor(name: str, x: np.ndarray, o: Options) -> Quantized:
-    """Quantize float32 x [out, in] as `target_type` says; ValueError if the plugin does not take it."""
+def payload_nbytes(type_name: str, shape: tuple[int, ...]) -> int:
+    """Bytes of the payload of a [M, K] tensor of `type_name` (a type target_type can answer)."""
+    M, K = shape
+    if type_name == "F16":
+        return 2 * M * K
+    if type_name == "Q8_0":
+        return M * K // 32 * 34
+    return ternary_nbytes(type_name, M, K)
+
+
+def quantize_tensor(name: str, x: np.ndarray, o: Options, out: np.ndarray | None = None) -> Quantized:
+    """Quantize float32 x [out, in] as `target_type` says; ValueError if the plugin does not take it.
+    `out` (uint8, 1-D, payload_nbytes long, e.g. shared memory) receives the payload when given."""
     want, why = target_type(name, x.shape, o)
     if want is None:
         raise ValueError(f"{name}: not quantized by this plugin: {why}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if want == "F16":
-        data, sse, non_finite = encode_f16(x)
+        data, sse, non_finite = encode_f16(x, out=out)
         _check_finite(name, x, not non_finite.any())
         return Quantized("F16", data, float(sse.sum() / max(x.size, 1)))
     if want == "Q8_0":
         _check_finite(name, x, np.isfinite(x).all())
         q = np.ascontiguousarray(gguf_quantize(x, GGMLQuantizationType.Q8_0))
         back = gguf_dequantize(q, GGMLQuantizationType.Q8_0).astype(np.float32)
-        return Quantized("Q8_0", q.reshape(-1).view(np.uint8), _mse(x, back))
+        data = q.reshape(-1).view(np.uint8)
+        if out is not None:
+            out[...] = data
+            data = out
+        return Quantized("Q8_0", data, _mse(x, back))
     # Two reads of x: the row statistics (absmean needs the whole tensor's mean first), then one fused
     # ternarize + encode + error pass writing the payload (ternary_encode.py).
     stats = row_stats_numba(x)
     _check_finite(name, x, np.isfinite(stats[0]).all())
     inv, scale, was_ternary = ternary_scales(x, per_channel=o.per_channel, stats=stats)
-    data, sse, _nnz = encode_ternary(want, x, inv, scale)
+    data, sse, _nnz = encode_ternary(want, x, inv, scale, out=out)
     return Quantized(want, data, float(sse.sum() / max(x.size, 1)), was_ternary)
 
 

@@ -69,9 +69,14 @@ def f16_numpy(x: np.ndarray, bits: np.ndarray, table: np.ndarray, out: np.ndarra
     return (d * d).sum(axis=1), (~np.isfinite(x)).sum(axis=1).astype(np.int64)
 
 
-def encode_f16(x: np.ndarray, *, impl: str = "numba") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(F16 payload uint8 1-D, sse [M] float64, non-finite count [M]) of float32 x [M, K] (C-contiguous)."""
-    out = np.empty(x.shape, np.uint16)
+def encode_f16(x: np.ndarray, *, impl: str = "numba", out: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(F16 payload uint8 1-D, sse [M] float64, non-finite count [M]) of float32 x [M, K] (C-contiguous);
+    `out` (uint8, 1-D, 2*M*K long) receives the payload instead of a new array."""
+    payload = np.empty(2 * x.size, np.uint8) if out is None else out
+    if payload.shape != (2 * x.size,) or payload.dtype != np.uint8:
+        raise ValueError(f"F16 payload of {list(x.shape)} needs uint8 [{2 * x.size}], got {payload.dtype} "
+                         f"{list(payload.shape)}")
     fn = f16_numba if impl == "numba" else f16_numpy
-    sse, bad = fn(x, x.view(np.uint32), HALF_TO_FLOAT, out)
-    return out.view(np.uint8).reshape(-1), sse, bad
+    sse, bad = fn(x, x.view(np.uint32), HALF_TO_FLOAT, payload.view(np.uint16).reshape(x.shape))
+    return payload, sse, bad

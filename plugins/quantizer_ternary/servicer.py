@@ -17,7 +17,7 @@ from tritium.sdk import config as config_mod
 from tritium.sdk.config import ConfigError
 
 from .decode import dequantize_payload
-from .engine import OptionError, Options, check_options, quantize_tensor, target_type
+from .engine import OptionError, Options, check_options, payload_nbytes, quantize_tensor, target_type
 
 TYPE_NAME = {
     common_pb2.QUANT_TYPE_I2_S: "I2_S",
@@ -129,14 +129,19 @@ class TernaryQuantizer(QuantizerPlugin):
                     x = shm.read_tensor(req.input, segments, what=f"input of {req.name!r}", copy=False)
                     if req.input.dtype == common_pb2.DTYPE_BF16:
                         x = (x.astype(np.uint32) << 16).view(np.float32)
-                    q = quantize_tensor(req.name, np.asarray(x, dtype=np.float32), o)
+                    want, why = target_type(req.name, tuple(req.input.shape), o)
+                    if want is None:
+                        raise ValueError(f"{req.name}: not quantized by this plugin: {why}")
+                    # the payload is written straight into this process's output segment
+                    n = payload_nbytes(want, tuple(req.input.shape))
+                    if out is None or out.size < n:
+                        if out is not None:
+                            out.close()
+                        out = shm.Segment.create(max(n, 1 << 20), tag="quant-out")
+                    q = quantize_tensor(req.name, np.asarray(x, dtype=np.float32), o,
+                                        out=out.view(0, np.uint8, (n,)))
                 except (ValueError, OptionError, shm.TensorHandleError) as exc:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-                if out is None or out.size < q.data.nbytes:
-                    if out is not None:
-                        out.close()
-                    out = shm.Segment.create(max(q.data.nbytes, 1 << 20), tag="quant-out")
-                out.view(0, np.uint8, (q.data.nbytes,))[...] = q.data
                 with self._lock:
                     self._tensors += 1
                     self._bytes_in += req.input.nbytes

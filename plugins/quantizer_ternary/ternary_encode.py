@@ -298,24 +298,36 @@ TAIL = 32  # I2_S / TL1: float32 scale + 28 zero bytes after the codes
 ZERO_BELOW = 1e-6  # bitnet.cpp codes |w| < 1e-6 as 0 (compared in double)
 
 
+def ternary_nbytes(type_name: str, M: int, K: int) -> int:
+    """Payload bytes of a [M, K] tensor of TQ2_0, TQ1_0, I2_S or TL1."""
+    if type_name in ("TQ2_0", "TQ1_0"):
+        return M * K // QK_K * (TQ2_0_BYTES if type_name == "TQ2_0" else TQ1_0_BYTES)
+    return M * K // 4 + TAIL
+
+
 def encode_ternary(
-    type_name: str, x: np.ndarray, inv: np.ndarray, scale: np.ndarray, *, impl: str = "numba"
+    type_name: str, x: np.ndarray, inv: np.ndarray, scale: np.ndarray, *, impl: str = "numba",
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(GGUF payload uint8 1-D, sse [M] float64, nnz [M] int64) of T = clamp(rint(x * inv[row]), -1, 1)
     with dequant scale scale[row], for float32 x [M, K] (C-contiguous) in type TQ2_0, TQ1_0, I2_S or
     TL1. The bytes equal the type's encoder applied to T * scale (I2_S / TL1: scale[0] for every row).
-    sse is against the values the payload decodes to; nnz counts the nonzero T."""
+    sse is against the values the payload decodes to; nnz counts the nonzero T. `out` (uint8, 1-D,
+    ternary_nbytes long, e.g. a shared-memory view) receives the payload instead of a new array."""
     M, K = x.shape
     kernel = KERNELS[impl][type_name]
+    n = ternary_nbytes(type_name, M, K)
+    if out is None:
+        out = np.empty(n, np.uint8)
+    elif out.shape != (n,) or out.dtype != np.uint8:
+        raise ValueError(f"{type_name} payload of [{M}, {K}] needs uint8 [{n}], got {out.dtype} "
+                         f"{list(out.shape)}")
     if type_name in ("TQ2_0", "TQ1_0"):
-        nb = K // QK_K
-        per_block = TQ2_0_BYTES if type_name == "TQ2_0" else TQ1_0_BYTES
         half = scale.astype(np.float16)
-        out = np.empty((M, nb, per_block), np.uint8)
-        sse, nnz = kernel(x, inv, half.astype(np.float32), half.view(np.uint16), out)
-        return out.reshape(-1), sse, nnz
+        blocks = out.reshape(M, K // QK_K, -1)
+        sse, nnz = kernel(x, inv, half.astype(np.float32), half.view(np.uint16), blocks)
+        return out, sse, nnz
     zero_below = bool(np.float64(scale[0]) < ZERO_BELOW)
-    out = np.empty(M * K // 4 + TAIL, np.uint8)
     codes = out[: M * K // 4]
     if type_name == "I2_S":
         view = codes.reshape(M, K // 4)

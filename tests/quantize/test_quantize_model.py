@@ -58,8 +58,13 @@ def _logits(path, tokens=TOKENS):
 
 def test_packed_source_keeps_ternary_values_and_scale_exactly(models, quantizer, tmp_path):
     folder, meant = models["packed"]
-    _convert(folder, tmp_path / "i2s.gguf", quantizer, quant_type="i2_s")
-    _convert(folder, tmp_path / "tq2.gguf", quantizer, quant_type="tq2_0")
+    reports = [_convert(folder, tmp_path / "i2s.gguf", quantizer, quant_type="i2_s"),
+               _convert(folder, tmp_path / "tq2.gguf", quantizer, quant_type="tq2_0")]
+    for rep in reports:  # checked by the core on the decoded output
+        linear = [r for r in rep.tensors if r.type_out in ("I2_S", "TQ2_0")]
+        assert len(linear) == 14 and all(r.kept_ternary is True for r in linear)
+        assert all(r.rmse == pytest.approx(r.plugin_rmse, rel=1e-4, abs=1e-12) for r in linear)
+        assert not any("did not keep" in n for n in rep.notes)
     fi, ft = read_gguf(tmp_path / "i2s.gguf"), read_gguf(tmp_path / "tq2.gguf")
     for i in range(2):
         for hf, g in GGUF_OF.items():
@@ -80,6 +85,10 @@ def test_tq2_0_file_serves_with_logits_of_the_hf_source(models, quantizer, tmp_p
     folder, _ = models["online"]
     rep = _convert(folder, tmp_path / "tq2.gguf", quantizer, quant_type="tq2_0")
     assert {r.type_out for r in rep.tensors if ".attn_q." in r.name} == {"TQ2_0"}
+    for r in rep.tensors:
+        if r.type_out == "TQ2_0":  # float master weights: a measured error, no ternary claim
+            assert r.kept_ternary is None and 0.3 < r.rel_error < 0.8
+            assert r.rmse == pytest.approx(r.plugin_rmse, rel=1e-4)
     ref, m_hf = _logits(folder)
     got, m_q = _logits(tmp_path / "tq2.gguf")
     assert m_hf.config.act_quant == "absmax_token" and m_q.config.act_quant == "q8_k"
