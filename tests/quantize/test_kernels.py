@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import BITNETCPP_FIXTURES
+from tests.conftest import BITNETCPP_FIXTURES
 from gguf.constants import GGMLQuantizationType
 from gguf.quants import quantize as gguf_quantize
 from tritium.core.formats.ggml_dequant import i2s_codes
