@@ -90,7 +90,11 @@ class _Scratch:
 
 
 class Runtime:
-    """Runs a model: `new_sequence()`, then `eval(seq, tokens)` or `step([(seq, tokens), ...])`."""
+    """Runs a model: `new_sequence()`, then `eval(seq, tokens)` or `step([(seq, tokens), ...])`.
+
+    One step at a time: the scratch buffers are shared, so calls must not overlap (the engine loop
+    serialises them). `threads` sets numba's thread count for every step (default: all CPUs).
+    """
 
     def __init__(self, config: ModelConfig, weights: ModelWeights, *, threads: int | None = None,
                  kv_dtype: str = "f32", n_ctx: int | None = None) -> None:

@@ -12,7 +12,8 @@ LLVM's x86 intrinsics, four weight rows at a time sharing every activation load:
   float lanes, the same horizontal sum), so Tritium's q8_k matmul equals llama.cpp's bit for bit.
 
 `AVAILABLE` is False off x86-64 or without AVX2; callers then use the portable numba kernels,
-which give bit-identical results.
+which give bit-identical results. numba's on-disk cache keys a kernel on its own module's source, so
+after editing this file touch ternary_matmul.py (or clear its __pycache__) to recompile the kernels.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ def _splat8(v: int) -> ir.Constant:
 
 
 @intrinsic
-def isum4(typingctx, flat, o0, o1, o2, o3, x8, xo, n_groups):  # noqa: ANN001, ANN201 - numba intrinsic
+def isum4(typingctx, flat, o0, o1, o2, o3, x8, xo, n_groups, ahead):  # noqa: ANN001, ANN201 - intrinsic
     """(Σ c·q for row 0, 1, 2, 3): rows' code groups start at byte offsets o0..o3 of `flat` (uint8),
-    the activations at element `xo` of `x8` (int8, plane-permuted); n_groups groups of 128 values."""
+    the activations at element `xo` of `x8` (int8, plane-permuted); n_groups groups of 128 values.
+    The bytes `ahead` further in each row are prefetched."""
     ret = types.UniTuple(types.int64, 4)
-    sig = ret(flat, o0, o1, o2, o3, x8, xo, n_groups)
+    sig = ret(flat, o0, o1, o2, o3, x8, xo, n_groups, ahead)
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
         mod = builder.module
@@ -64,6 +66,10 @@ def isum4(typingctx, flat, o0, o1, o2, o3, x8, xo, n_groups):  # noqa: ANN001, A
         reduce_add = cgutils.get_or_insert_function(mod, ir.FunctionType(ir.IntType(32), [_V8I32]),
                                                     "llvm.vector.reduce.add.v8i32")
 
+        i32t = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32t, i32t, i32t]),
+            "llvm.prefetch.p0i8")
         codes = context.make_array(signature.args[0])(context, builder, args[0])
         acts = context.make_array(signature.args[5])(context, builder, args[5])
         ones = ir.Constant(_V16I16, [1] * 16)
@@ -82,6 +88,8 @@ def isum4(typingctx, flat, o0, o1, o2, o3, x8, xo, n_groups):  # noqa: ANN001, A
             xs = [load32(builder.gep(xbase, [builder.add(xg, ir.Constant(i64, 32 * p))])) for p in range(4)]
             cg = builder.mul(g, ir.Constant(i64, 32))
             for r in range(4):
+                builder.call(prefetch, [builder.gep(rows[r], [builder.add(cg, args[8])]),
+                                        ir.Constant(i32t, 0), ir.Constant(i32t, 3), ir.Constant(i32t, 1)])
                 c = load32(builder.gep(rows[r], [cg]))
                 planes = [builder.and_(c, mask),
                           builder.and_(builder.lshr(c, _splat8(2)), mask),
@@ -98,81 +106,116 @@ def isum4(typingctx, flat, o0, o1, o2, o3, x8, xo, n_groups):  # noqa: ANN001, A
     return sig, codegen
 
 
-@intrinsic
-def q8k_rows4(typingctx, flat, o0, o1, o2, o3, goffs, x8, lsum, da, w0, w1, w2, w3, wstep,  # noqa: ANN001, ANN201
-              n_blocks):  # noqa: ANN001
-    """A whole q8_k row quad in registers, exactly llama.cpp's AVX2 TQ2_0 dot. For every 256-value
-    block b: 8 int32 lanes per row (lane l = bytes 4l..4l+3 of both 32-byte groups, all planes) minus
-    lsum[8b:8b+8] (llama.cpp's bsums, paired), converted to float32 and fused-multiply-added with
-    d = w_r[b·wstep]·da[b] into 8 float lanes; then hsum_float_8. Rows start at byte offsets o0..o3
-    of `flat`; block b's two groups sit at goffs[2b] and goffs[2b+1] inside a row."""
-    ret = types.UniTuple(types.float32, 4)
-    sig = ret(flat, o0, o1, o2, o3, goffs, x8, lsum, da, w0, w1, w2, w3, wstep, n_blocks)
+def _q8k_codegen(nt: int):  # noqa: ANN202
+    """Codegen of a q8_k row-quad dot for `nt` tokens sharing every code load and plane unpack.
+    Arguments: flat, o0..o3, goffs, (x8, lsum, da) per token, w0..w3, wstep, n_blocks, ahead."""
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
         mod = builder.module
         f32 = ir.FloatType()
         v8f32 = ir.VectorType(f32, 8)
         i64 = ir.IntType(64)
+        i32t = ir.IntType(32)
         madd_ub = cgutils.get_or_insert_function(mod, ir.FunctionType(_V16I16, [_V32I8, _V32I8]),
                                                  "llvm.x86.avx2.pmadd.ub.sw")
         madd_wd = cgutils.get_or_insert_function(mod, ir.FunctionType(_V8I32, [_V16I16, _V16I16]),
                                                  "llvm.x86.avx2.pmadd.wd")
         fma = cgutils.get_or_insert_function(mod, ir.FunctionType(v8f32, [v8f32, v8f32, v8f32]),
                                              "llvm.fma.v8f32")
+        prefetch = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32t, i32t, i32t]),
+            "llvm.prefetch.p0i8")
 
         def data(i: int) -> ir.Value:
             return context.make_array(signature.args[i])(context, builder, args[i]).data
 
-        codes, goff_p, xs_p, lsum_p, da_p = data(0), data(5), data(6), data(7), data(8)
-        w_p = [data(9), data(10), data(11), data(12)]
+        codes, goff_p = data(0), data(5)
+        tok = [(data(6 + 3 * t), data(7 + 3 * t), data(8 + 3 * t)) for t in range(nt)]
+        base = 6 + 3 * nt
+        w_p = [data(base + r) for r in range(4)]
+        wstep, n_blocks, ahead = args[base + 4], args[base + 5], args[base + 6]
         rows = [builder.gep(codes, [a]) for a in args[1:5]]
-        wstep = args[13]
         ones = ir.Constant(_V16I16, [1] * 16)
         mask = _splat8(3)
-        accs = [cgutils.alloca_once_value(builder, ir.Constant(v8f32, [0.0] * 8)) for _ in range(4)]
+        zero8 = ir.Constant(v8f32, [0.0] * 8)
+        accs = [[cgutils.alloca_once_value(builder, zero8) for _ in range(4)] for _ in range(nt)]
 
         def load32(ptr: ir.Value) -> ir.Value:
             return builder.load(builder.bitcast(ptr, _V32I8.as_pointer()), align=1)
 
-        with cgutils.for_range(builder, args[14]) as loop:
+        def splat(x: ir.Value) -> ir.Value:
+            v = builder.insert_element(ir.Constant(v8f32, ir.Undefined), x, ir.Constant(i32t, 0))
+            return builder.shuffle_vector(v, ir.Constant(v8f32, ir.Undefined),
+                                          ir.Constant(ir.VectorType(i32t, 8), [0] * 8))
+
+        with cgutils.for_range(builder, n_blocks) as loop:
             b = loop.index
             g0 = builder.mul(b, ir.Constant(i64, 2))
             offs = [builder.load(builder.gep(goff_p, [builder.add(g0, ir.Constant(i64, h))]))
                     for h in range(2)]
             xb = builder.mul(b, ir.Constant(i64, 256))
-            xv = [[load32(builder.gep(xs_p, [builder.add(xb, ir.Constant(i64, 128 * h + 32 * p))]))
-                   for p in range(4)] for h in range(2)]
-            ls_ptr = builder.bitcast(builder.gep(lsum_p, [builder.mul(b, ir.Constant(i64, 8))]),
-                                     _V8I32.as_pointer())
-            ls = builder.load(ls_ptr, align=4)
-            da_b = builder.load(builder.gep(da_p, [b]))
+            xv, ls, da = [], [], []
+            for xs_p, lsum_p, da_p in tok:
+                xv.append([[load32(builder.gep(xs_p, [builder.add(xb, ir.Constant(i64, 128 * h + 32 * p))]))
+                            for p in range(4)] for h in range(2)])
+                ls_ptr = builder.bitcast(builder.gep(lsum_p, [builder.mul(b, ir.Constant(i64, 8))]),
+                                         _V8I32.as_pointer())
+                ls.append(builder.load(ls_ptr, align=4))
+                da.append(builder.load(builder.gep(da_p, [b])))
             wi = builder.mul(b, wstep)
             for r in range(4):
-                s = None
+                # rows `ahead` bytes further: DRAM latency is the limit once the arithmetic is this short
+                builder.call(prefetch, [builder.gep(rows[r], [builder.add(offs[0], ahead)]),
+                                        ir.Constant(i32t, 0), ir.Constant(i32t, 3), ir.Constant(i32t, 1)])
+                planes = []
                 for h in range(2):
                     c = load32(builder.gep(rows[r], [offs[h]]))
-                    planes = [builder.and_(c, mask),
-                              builder.and_(builder.lshr(c, _splat8(2)), mask),
-                              builder.and_(builder.lshr(c, _splat8(4)), mask),
-                              builder.lshr(c, _splat8(6))]
-                    for p in range(4):
-                        m = builder.call(madd_ub, [planes[p], xv[h][p]])
-                        s = m if s is None else builder.add(s, m)
-                lanes = builder.sub(builder.call(madd_wd, [s, ones]), ls)
-                d = builder.fmul(builder.load(builder.gep(w_p[r], [wi])), da_b)
-                dv = builder.insert_element(ir.Constant(v8f32, ir.Undefined), d,
-                                            ir.Constant(ir.IntType(32), 0))
-                dv = builder.shuffle_vector(dv, ir.Constant(v8f32, ir.Undefined),
-                                            ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
-                acc = builder.load(accs[r])
-                builder.store(builder.call(fma, [builder.sitofp(lanes, v8f32), dv, acc]), accs[r])
+                    planes.append([builder.and_(c, mask),
+                                   builder.and_(builder.lshr(c, _splat8(2)), mask),
+                                   builder.and_(builder.lshr(c, _splat8(4)), mask),
+                                   builder.lshr(c, _splat8(6))])
+                w_rb = builder.load(builder.gep(w_p[r], [wi]))
+                for t in range(nt):
+                    s = None
+                    for h in range(2):
+                        for p in range(4):
+                            m = builder.call(madd_ub, [planes[h][p], xv[t][h][p]])
+                            s = m if s is None else builder.add(s, m)
+                    lanes = builder.sub(builder.call(madd_wd, [s, ones]), ls[t])
+                    dv = splat(builder.fmul(w_rb, da[t]))
+                    acc = builder.load(accs[t][r])
+                    builder.store(builder.call(fma, [builder.sitofp(lanes, v8f32), dv, acc]), accs[t][r])
         out = []
-        for r in range(4):
-            f = builder.load(accs[r])
-            e = [builder.extract_element(f, ir.Constant(ir.IntType(32), i)) for i in range(8)]
-            rr = [builder.fadd(e[4 + i], e[i]) for i in range(4)]
-            out.append(builder.fadd(builder.fadd(rr[0], rr[2]), builder.fadd(rr[1], rr[3])))
-        return context.make_tuple(builder, ret, out)
+        for t in range(nt):
+            for r in range(4):
+                f = builder.load(accs[t][r])
+                e = [builder.extract_element(f, ir.Constant(i32t, i)) for i in range(8)]
+                rr = [builder.fadd(e[4 + i], e[i]) for i in range(4)]
+                out.append(builder.fadd(builder.fadd(rr[0], rr[2]), builder.fadd(rr[1], rr[3])))
+        return context.make_tuple(builder, signature.return_type, out)
 
-    return sig, codegen
+    return codegen
+
+
+@intrinsic
+def q8k_rows4(typingctx, flat, o0, o1, o2, o3, goffs, x8, lsum, da, w0, w1, w2, w3, wstep,  # noqa: ANN001, ANN201
+              n_blocks, ahead):  # noqa: ANN001
+    """A whole q8_k row quad in registers, exactly llama.cpp's AVX2 TQ2_0 dot. For every 256-value
+    block b: 8 int32 lanes per row (lane l = bytes 4l..4l+3 of both 32-byte groups, all planes) minus
+    lsum[8b:8b+8] (llama.cpp's bsums, paired), converted to float32 and fused-multiply-added with
+    d = w_r[b·wstep]·da[b] into 8 float lanes; then hsum_float_8. Rows start at byte offsets o0..o3
+    of `flat`; block b's two groups sit at goffs[2b] and goffs[2b+1] inside a row; the bytes `ahead`
+    further in each row are prefetched. Returns the 4 row results."""
+    sig = types.UniTuple(types.float32, 4)(flat, o0, o1, o2, o3, goffs, x8, lsum, da, w0, w1, w2, w3,
+                                           wstep, n_blocks, ahead)
+    return sig, _q8k_codegen(1)
+
+
+@intrinsic
+def q8k_rows4x2(typingctx, flat, o0, o1, o2, o3, goffs, x8a, lsuma, daa, x8b, lsumb, dab,  # noqa: ANN001, ANN201
+                w0, w1, w2, w3, wstep, n_blocks, ahead):  # noqa: ANN001
+    """`q8k_rows4` for two tokens at once (prefill): each code load and plane unpack serves both.
+    Returns token a's 4 row results, then token b's."""
+    sig = types.UniTuple(types.float32, 8)(flat, o0, o1, o2, o3, goffs, x8a, lsuma, daa, x8b, lsumb, dab,
+                                           w0, w1, w2, w3, wstep, n_blocks, ahead)
+    return sig, _q8k_codegen(2)

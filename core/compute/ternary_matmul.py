@@ -1,26 +1,34 @@
 """y[T, out] = W · x for a ternary `TernaryWeight` and int8 activations, plus the dense F16/F32 matmul.
 
-The integer part is exact. With codes c ∈ {0, 1, 2} (= w + 1) and int8 activations q, every
-sub-block of K gives ``isum = Σ c·q − Σ q`` (the Σ q term is computed once per token, like llama.cpp's
-bsums and bitnet.cpp's act_sums). The float part follows the activation scheme's origin:
+The integer part is exact. With codes c ∈ {0, 1, 2} (= w + 1) and int8 activations q, sums are
+``Σ c·q − Σ q`` (the Σ q terms are computed once per token, like llama.cpp's bsums and bitnet.cpp's
+act_sums). The float part is the activation scheme's origin, operation for operation:
 
-* q8_k (llama.cpp ``ggml_vec_dot_tq2_0_q8_K``): sub-blocks of 256;
-  ``y = Σ_b float32(isum_b) · float32(d_w[b] · d_a[b])`` accumulated in float32, block by block.
-* i8_s / absmax_token (bitnet.cpp I2_S, transformers): one act scale ``a`` per token;
-  ``y = Σ_b float32(float32(isum_b) / a) · d_w[b]``; with one weight scale per row (I2_S) this is
-  bitnet.cpp's ``float32(float32(isum)/a) · w_scale`` exactly. transformers computes the float
+* q8_k (llama.cpp ``ggml_vec_dot_tq2_0_q8_K``, AVX2 build, as disassembled from llama-cpp-python
+  0.3.36): per 256-value block, 8 int32 lanes (lane l = bytes 4l..4l+3 of the block's two 32-byte
+  groups, all planes, minus Σq of values 32l..32l+31); each lane is converted to float32 and
+  fused-multiply-added with d = float32(d_w · d_a) into 8 float32 lanes; at the end of the row
+  ``hsum_float_8``: ((f4+f0) + (f6+f2)) + ((f5+f1) + (f7+f3)). So Tritium's q8_k matmul output is
+  llama.cpp's bit for bit (tests/compute/test_llamacpp_peer.py).
+* i8_s / absmax_token (bitnet.cpp I2_S, transformers): one act scale ``a`` per token and exact sums per
+  sub-block; ``y = Σ_b float32(float32(isum_b) / a) · d_w[b]``; with one weight scale per row (I2_S)
+  this is bitnet.cpp's ``float32(float32(isum)/a) · w_scale`` exactly. transformers computes the float
   ``linear(q/a, T) · weight_scale`` instead; the two differ only by float32 summation rounding.
+  Sub-blocks are ``gcd(act_block, scale_block)`` values long so both scales are constant inside one.
 * then ``y *= tensor_scale`` (llama.cpp's optional ``<w>.scale``, applied after the matmul).
-
-Sub-blocks are ``gcd(act_block, scale_block)`` values long so both scales are constant inside one.
 
 Kernel layout. A weight row is groups of 128 values in 32 bytes; byte j of a group holds four
 2-bit codes, one per "plane" of 32 values. The kernels always read the bit pair at shift 2l as
 plane l; `pack_activations` permutes each 128-value group of the activations to match the weight's
-`plane_shifts` (I2_S keeps the first plane in the high bits, TQ2_0 in the low bits). So one kernel
-serves both orders, its shifts are compile-time constants, and the inner loop is 32 contiguous
-bytes × 4 planes of int16 multiply-adds that LLVM vectorizes to vpmullw/vpaddw. Partial sums stay in
-int16 lanes for at most 16 groups (|Σ| ≤ 16·4·2·128 < 2^15) before they are widened to int32.
+`plane_shifts` (I2_S keeps the first plane in the high bits, TQ2_0 in the low bits), so one kernel
+serves both orders with compile-time shifts. Rows go four at a time (every activation load is
+shared), and with several tokens each row quad's codes stay in L1 while the tokens stream past, so a
+prefill gives bit for bit the results of token-by-token decoding.
+
+Two kernel families with identical results: the AVX2 kernels (`simd_x86`: `vpmaddubsw` through LLVM
+intrinsics, software prefetch, about 2x the portable speed) where the CPU has AVX2, and portable numba
+kernels whose int16 multiply-adds LLVM vectorizes (vpmullw/vpaddw; partial sums stay in int16 lanes
+for at most 16 groups, |Σ| ≤ 16·4·2·127 < 2^15, before they are widened).
 
 Codes may be any uint8 array whose innermost axis is contiguous: [out, in/4] (I2_S, compact TQ2_0),
 or [out, n_chunks, chunk_bytes] with chunk_bytes a multiple of 32 (e.g. a strided view of TQ2_0
@@ -40,9 +48,10 @@ from tritium.core.compute import simd_x86
 from tritium.core.compute.act_quant import QuantizedActivations
 from tritium.core.compute.float16 import f16_bits_to_f32
 from tritium.core.compute.fma import fma32, fma32_numpy
-from tritium.core.compute.simd_x86 import isum4, q8k_rows4
+from tritium.core.compute.simd_x86 import isum4, q8k_rows4, q8k_rows4x2
 from tritium.core.model.weights import GROUP, GROUP_BYTES, TernaryWeight
 
+PREFETCH_ROWS = 16  # AVX2 kernels prefetch the rows this far ahead (4 row quads; measured best of 8/16/32)
 FLUSH_GROUPS = 16  # int16 lane sums are widened at least every 16 groups (no overflow, see above)
 
 
@@ -341,7 +350,8 @@ def _simd_kernel(flat, rs, goffs, run, m, x8, gsum, act_scales, act_block, divid
                     i0 = i1 = i2 = i3 = 0
                     for g in range(b * gps, b * gps + gps, run):
                         go = goffs[g]
-                        a0, a1, a2, a3 = isum4(flat, ba + go, bb + go, bc + go, bd + go, xt, g * 128, run)
+                        a0, a1, a2, a3 = isum4(flat, ba + go, bb + go, bc + go, bd + go, xt, g * 128, run,
+                                               PREFETCH_ROWS * rs)
                         i0 += a0
                         i1 += a1
                         i2 += a2
@@ -385,20 +395,17 @@ def _hsum8(f):  # noqa: ANN001, ANN202
 
 @njit(parallel=True, cache=True)
 def _q8k_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scale_block,  # noqa: ANN001
-                tensor_scale, simd, n_items, out):  # noqa: ANN001
+                tensor_scale, n_items, out):  # noqa: ANN001
     """q8_k exactly as llama.cpp's AVX2 TQ2_0 kernel: per 256-value block 8 int32 lanes (lane l =
     bytes 4l..4l+3 of both 32-byte groups, all planes) minus the lane's Σq, converted to float32 and
     fused-multiply-added with d_w·d_a into 8 float lanes; hsum_float_8 at the end of the row.
-    `simd` picks the AVX2 path (simd_x86.q8k_rows4, everything in registers) or portable int16 vectors
-    with the same integers and the same float operations."""
+    Portable: int16 vectors LLVM vectorizes; `_q8k_simd_kernel` is the AVX2 twin (same bits)."""
     n_tok, k = x8.shape
     n_blk = k // 256
     n_quads = (m + 3) // 4
     per_item = (n_quads + n_items - 1) // n_items
     ts = np.float32(tensor_scale)
     lsum = _lane_sums(x16, 256)
-    lsum32 = lsum.astype(np.int32).reshape(n_tok, n_blk * 8)
-    wstep = 1 if scale_block == 256 else 0
     for item in prange(n_items):
         lanes = np.zeros(32, np.int64)
         acc = np.zeros((4, 32), np.int16)
@@ -410,15 +417,6 @@ def _q8k_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scale_blo
             rr = (r0, min(r0 + 1, m - 1), min(r0 + 2, m - 1), min(r0 + 3, m - 1))
             ba, bb, bc, bd = rr[0] * rs, rr[1] * rs, rr[2] * rs, rr[3] * rs
             for t in range(n_tok):
-                if simd:  # the whole row quad in AVX2 registers
-                    y0, y1, y2, y3 = q8k_rows4(flat, ba, bb, bc, bd, goffs, x8[t], lsum32[t], act_scales[t],
-                                               block_scales[rr[0]], block_scales[rr[1]], block_scales[rr[2]],
-                                               block_scales[rr[3]], wstep, n_blk)
-                    out[t, rr[0]] = y0 * ts
-                    out[t, rr[1]] = y1 * ts
-                    out[t, rr[2]] = y2 * ts
-                    out[t, rr[3]] = y3 * ts
-                    continue
                 fl[:] = 0
                 for b in range(n_blk):
                     g0 = 2 * b
@@ -455,6 +453,47 @@ def _q8k_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scale_blo
                             fl[r, lane] = fma32(v, d, fl[r, lane])
                 for r in range(4):
                     out[t, rr[r]] = _hsum8(fl[r]) * ts
+
+
+@njit(parallel=True, cache=True)
+def _q8k_simd_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scale_block,  # noqa: ANN001
+                     tensor_scale, n_items, out):  # noqa: ANN001
+    """`_q8k_kernel` with each row quad's whole dot product in AVX2 registers (simd_x86.q8k_rows4).
+    A separate function so that hosts without AVX2 never compile the x86 intrinsics."""
+    n_tok, k = x8.shape
+    n_blk = k // 256
+    n_quads = (m + 3) // 4
+    per_item = (n_quads + n_items - 1) // n_items
+    ts = np.float32(tensor_scale)
+    lsum32 = _lane_sums(x16, 256).astype(np.int32).reshape(n_tok, n_blk * 8)
+    wstep = 1 if scale_block == 256 else 0
+    ahead = PREFETCH_ROWS * rs
+    for item in prange(n_items):
+        for quad in range(item * per_item, min(n_quads, (item + 1) * per_item)):
+            r0 = quad * 4
+            # a partial last quad repeats its last row (computed and stored twice, same value)
+            ra, rb, rc, rd = r0, min(r0 + 1, m - 1), min(r0 + 2, m - 1), min(r0 + 3, m - 1)
+            wa, wb, wc, wd = block_scales[ra], block_scales[rb], block_scales[rc], block_scales[rd]
+            oa, ob, oc, od = ra * rs, rb * rs, rc * rs, rd * rs
+            for t in range(0, n_tok - 1, 2):  # token pairs share the code loads and unpacking
+                y = q8k_rows4x2(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t], x8[t + 1],
+                                lsum32[t + 1], act_scales[t + 1], wa, wb, wc, wd, wstep, n_blk, ahead)
+                out[t, ra] = y[0] * ts
+                out[t, rb] = y[1] * ts
+                out[t, rc] = y[2] * ts
+                out[t, rd] = y[3] * ts
+                out[t + 1, ra] = y[4] * ts
+                out[t + 1, rb] = y[5] * ts
+                out[t + 1, rc] = y[6] * ts
+                out[t + 1, rd] = y[7] * ts
+            if n_tok % 2:
+                t = n_tok - 1
+                y0, y1, y2, y3 = q8k_rows4(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
+                                           wa, wb, wc, wd, wstep, n_blk, ahead)
+                out[t, ra] = y0 * ts
+                out[t, rb] = y1 * ts
+                out[t, rc] = y2 * ts
+                out[t, rd] = y3 * ts
 
 
 @dataclass(frozen=True)
@@ -494,8 +533,9 @@ def ternary_matmul_numba(w: TernaryWeight, xa: PackedActivations, out: np.ndarra
     simd = simd_x86.AVAILABLE and use_simd
     if not xa.divide:
         _check_q8k(w, xa, sub)
-        _q8k_kernel(p.flat, p.row_stride, p.group_offsets, w.out_features, xa.x8, xa.x16, xa.scales,
-                    p.block_scales, w.scale_block, ts, simd, items, out)
+        kernel = _q8k_simd_kernel if simd else _q8k_kernel
+        kernel(p.flat, p.row_stride, p.group_offsets, w.out_features, xa.x8, xa.x16, xa.scales,
+               p.block_scales, w.scale_block, ts, items, out)
     elif simd:
         run = math.gcd(sub // GROUP, p.groups_per_chunk)
         _simd_kernel(p.flat, p.row_stride, p.group_offsets, run, w.out_features, xa.x8,

@@ -113,3 +113,22 @@ def test_context_overflow_and_truncate() -> None:
     assert np.array_equal(last, fresh)
     with pytest.raises(ValueError, match="token ids"):
         rt.eval(seq, [c.n_vocab])
+
+
+@pytest.mark.parametrize("scheme", ["q8_k", "i8_s"])
+def test_portable_kernels_give_the_same_logits(scheme: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosts without AVX2 run the portable numba kernels: bit-identical logits, prefill and decode."""
+    from tritium.core.compute import simd_x86
+
+    c, w = make_model(scheme, "silu", seed=7)
+    tokens = np.random.default_rng(8).integers(0, c.n_vocab, 9)
+
+    def run() -> np.ndarray:
+        rt = Runtime(c, w, threads=1, kv_dtype="f16")
+        seq = rt.new_sequence()
+        rows = [rt.eval(seq, tokens[:6], all_logits=True)] + [rt.eval(seq, [t]) for t in tokens[6:]]
+        return np.concatenate(rows)
+
+    fast = run()
+    monkeypatch.setattr(simd_x86, "AVAILABLE", False)
+    assert np.array_equal(run(), fast)
