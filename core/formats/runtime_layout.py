@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from gguf.constants import GGMLQuantizationType
 from gguf.quants import dequantize as gguf_dequantize
+from tritium.core.formats.file_pages import release_file_pages
 from tritium.core.formats.ggml_dequant import (
     TQ1_0_BLOCK_BYTES,
     TQ2_0_BLOCK_BYTES,
@@ -65,6 +66,7 @@ def ternary_from_tq2_0(name: str, raw: np.ndarray, ne: tuple[int, ...]) -> Terna
     blocks = raw.reshape(M, nblk, TQ2_0_BLOCK_BYTES)
     codes = np.ascontiguousarray(blocks[:, :, :64]).reshape(M, K // 4)
     d = np.ascontiguousarray(blocks[:, :, 64:66]).view("<f2").reshape(M, nblk).astype(np.float32)
+    release_file_pages(raw)  # the compact copy replaces the file bytes; don't keep both resident
     return TernaryWeight(name=name, out_features=M, in_features=K, codes=codes,
                          plane_shifts=TQ2_PLANE_SHIFTS, block_scales=d, scale_block=QK_K)
 
@@ -91,6 +93,7 @@ def ternary_from_tq1_0(name: str, raw: np.ndarray, ne: tuple[int, ...]) -> Terna
         t, dd = tq1_0_trits(blocks[r0:r1].reshape(-1), (r1 - r0) * nblk)
         codes[r0:r1] = pack_tq2_codes(t.reshape(r1 - r0, K))
         d[r0:r1] = dd.reshape(r1 - r0, nblk)
+    release_file_pages(raw)
     return TernaryWeight(name=name, out_features=M, in_features=K, codes=codes,
                          plane_shifts=TQ2_PLANE_SHIFTS, block_scales=d, scale_block=QK_K)
 
