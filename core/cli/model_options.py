@@ -25,7 +25,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", "-m", metavar="PATH",
                        help="GGUF file or Hugging Face folder (default: the built-in demo model)")
     group.add_argument("--threads", "-t", type=int, metavar="N", help="compute threads (default: all cores)")
-    group.add_argument("--kv-dtype", choices=("f32", "f16"), default="f32", help="KV cache precision")
+    group.add_argument("--kv-dtype", choices=("f32", "f16"), default=None,
+                       help="KV cache precision (default: as the model's origin runs it; f16 for GGUF)")
     group.add_argument("--n-ctx", "-c", type=int, metavar="N",
                        help="context window in tokens (default: the model's)")
     group.add_argument("--quiet", "-q", action="store_true", help="no diagnostics on stderr")

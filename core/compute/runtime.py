@@ -97,7 +97,9 @@ class Runtime:
     """
 
     def __init__(self, config: ModelConfig, weights: ModelWeights, *, threads: int | None = None,
-                 kv_dtype: str = "f32", n_ctx: int | None = None) -> None:
+                 kv_dtype: str | None = None, n_ctx: int | None = None) -> None:
+        if kv_dtype is None:  # as the model's origin runs it: llama.cpp/bitnet.cpp default to an F16 cache
+            kv_dtype = "f16" if config.fp16_kv_reference else "f32"
         fp16_rounding(config.act_quant, kv_dtype, 1, False)  # validates kv_dtype
         self.config = config
         self.weights = weights
