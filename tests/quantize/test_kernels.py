@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.conftest import BITNETCPP_FIXTURES
 from gguf.constants import GGMLQuantizationType
 from gguf.quants import quantize as gguf_quantize
 from tritium.core.formats.ggml_dequant import i2s_codes
@@ -24,6 +23,8 @@ from tritium.plugins.quantizer_ternary.ternarize import (
     ternarize_numpy,
     ternary_scales,
 )
+
+from tests.conftest import BITNETCPP_FIXTURES
 
 
 def _floats(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
