@@ -3,6 +3,10 @@ hot-swap and hot-unplug them while the engine runs (nothing restarts the core).
 
 The serving layer registers it on its admin listener:
 `serving_pb2_grpc.add_AdminServicer_to_server(AdminService(supervisor), server)`.
+`tritium serve --admin-port P` does so over its `PluginStack` (core/serving/plugin_stack.py), which has
+the same calls (status, add, replace, remove) over one supervisor per device plus the scheduler's:
+there a device's backend is listed as `<plugin>@<device>`, AddPlugin of a backend package is a new
+device, and RemovePlugin of a device moves its requests to the other devices before stopping it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ def status_row(msg: serving_pb2.PluginStatus) -> dict[str, object]:
 
 
 class AdminService(serving_pb2_grpc.AdminServicer):
-    """Admin calls mapped onto the supervisor; errors become gRPC statuses naming the plugin and why."""
+    """Admin calls mapped onto the supervisor (a Supervisor, or anything with its status/add/replace/
+    remove calls, such as the server's PluginStack); errors become gRPC statuses naming the plugin and
+    why."""
 
     def __init__(self, supervisor: Supervisor) -> None:
         self._sup = supervisor

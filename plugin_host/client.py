@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -396,29 +397,60 @@ class BackendClient:
 
 
 class SchedulerClient:
-    """One Schedule call per engine step, to scheduler plugin `plugin`."""
+    """One Schedule call per engine step, to scheduler plugin `plugin`.
 
-    def __init__(self, supervisor: Supervisor, plugin: str, *, timeout_s: float = 2.0) -> None:
+    It is the engine's scheduling policy as well: `schedule(snapshot)` with the engine's
+    `ScheduleSnapshot` returns its `ScheduleDecision` (core/serving/scheduling.py translates), so
+    `ServingEngine(model, devices, config, policy=SchedulerClient(sup, "basic", prefill_chunk=64))`
+    runs each step's placement in the plugin process.
+    """
+
+    def __init__(
+        self, supervisor: Supervisor, plugin: str, *, timeout_s: float = 2.0, prefill_chunk: int = 0
+    ) -> None:
         self._sup = supervisor
         self.plugin = plugin
         self._timeout = timeout_s
+        self.prefill_chunk = prefill_chunk  # sent with every snapshot; 0 = no per-request limit
+        self.calls = 0
+        self.seconds = 0.0  # time spent in Schedule calls (for metrics)
+        self._config: common_pb2.SchedulerConfig | None = None
+        self._configured: str = ""  # key of the instance that has _config applied
 
-    def configure(self, config: common_pb2.SchedulerConfig) -> common_pb2.SchedulerConfig:
-        """Apply a scheduler configuration; returns it with defaults filled in."""
+    def _apply(self, inst: Instance, config: common_pb2.SchedulerConfig) -> common_pb2.SchedulerConfig:
         from tritium.protos.tritium.plugin.v1 import common_pb2_grpc
 
-        def go(inst: Instance) -> common_pb2.SchedulerConfig:
-            stub = inst.stub(common_pb2_grpc.PluginStub)
-            return stub.Configure(
-                common_pb2.ConfigureRequest(scheduler=config), timeout=self._timeout
-            ).scheduler
+        stub = inst.stub(common_pb2_grpc.PluginStub)
+        request = common_pb2.ConfigureRequest(scheduler=config)
+        applied = stub.Configure(request, timeout=self._timeout).scheduler
+        self._configured = inst.key
+        return applied
 
-        return self._sup.call(self.plugin, go, method="Configure")
+    def configure(self, config: common_pb2.SchedulerConfig) -> common_pb2.SchedulerConfig:
+        """Apply a scheduler configuration; returns it with defaults filled in. It is applied again to
+        every later instance (a restart after a crash, a hot replace) before its first Schedule."""
+        applied = self._sup.call(self.plugin, lambda inst: self._apply(inst, config), method="Configure")
+        self._config = config
+        return applied
 
-    def schedule(self, request: scheduler_pb2.ScheduleRequest) -> scheduler_pb2.ScheduleResponse:
-        """The next step's batch."""
+    def schedule(self, request):  # noqa: ANN001, ANN201 (a proto request or the engine's snapshot)
+        """The next step's batch: a ScheduleResponse for a ScheduleRequest, or the engine's
+        ScheduleDecision for its ScheduleSnapshot."""
+        if isinstance(request, scheduler_pb2.ScheduleRequest):
+            return self._schedule(request)
+        from tritium.core.serving.scheduling import from_proto, to_proto
 
+        return from_proto(self._schedule(to_proto(request, self.prefill_chunk)))
+
+    def _schedule(self, request: scheduler_pb2.ScheduleRequest) -> scheduler_pb2.ScheduleResponse:
         def go(inst: Instance) -> scheduler_pb2.ScheduleResponse:
+            if self._config is not None and inst.key != self._configured:
+                self._apply(inst, self._config)
             return inst.stub(scheduler_pb2_grpc.SchedulerStub).Schedule(request, timeout=self._timeout)
 
-        return self._sup.call(self.plugin, go, method="Schedule")
+        t0 = time.perf_counter()
+        try:
+            return self._sup.call(self.plugin, go, method="Schedule")
+        finally:
+            self.calls += 1
+            self.seconds += time.perf_counter() - t0

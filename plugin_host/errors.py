@@ -49,3 +49,14 @@ class PluginCallError(PluginError):
 class PluginUnavailableError(PluginError):
     """No instance can take the call: the plugin keeps crashing (circuit open) and has no fallback,
     or it was stopped."""
+
+
+class SignatureError(PluginError):
+    """A package whose signature is missing, made by an unknown or revoked key, does not match the
+    manifest or the files, or is older than a version already seen (rollback). The message names the
+    plugin, the file at fault and the reason."""
+
+
+class SandboxError(PluginError):
+    """The kernel cannot give a confinement that the sandbox configuration requires; the message names
+    the confinement that is missing."""

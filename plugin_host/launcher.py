@@ -105,7 +105,8 @@ def _read_handshake_line(name: str, proc: subprocess.Popen, timeout: float) -> s
 
 def _pump(stream, sink: collections.deque, name: str, label: str) -> None:  # noqa: ANN001
     # Keep reading so a chatty plugin never blocks on a full pipe; keep a tail for error messages.
-    for raw in iter(stream.readline, b""):
+    # Lines are cut at 64 KiB: a plugin flooding output without newlines must not grow the host.
+    for raw in iter(lambda: stream.readline(1 << 16), b""):
         text = raw.decode(errors="replace").rstrip()
         sink.append(f"{label}: {text}")
         log.debug("plugin %s %s: %s", name, label, text)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from tritium.protos.tritium.plugin.v1 import common_pb2, common_pb2_grpc
 
+from .security_events import SecurityMetricsCollector
 from .supervisor import PluginState, Supervisor
 
 PREFIX = "tritium_plugin_"
@@ -77,3 +78,5 @@ class PluginMetricsCollector:
         )
         errors.add_metric([], float(self.scrape_errors))
         yield errors
+        # Plugins refused (signature, sandbox) or stopped (limits, crashes), by reason: security_events.
+        yield from SecurityMetricsCollector().collect()

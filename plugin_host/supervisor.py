@@ -16,8 +16,9 @@ call (or hangs past the call's deadline, and is then killed), it waits for the r
 instance and runs `fn` again. `fn` gets the instance so it can rebuild per-instance state (a backend
 client reloads its model and replays its sequences when `instance.key` changed).
 
-Seams for issue 5: `verify(manifest)` runs before every launch (signature check), `sandbox` wraps the
-entry command (see launcher.SandboxHook).
+Seams for issue 5: `verify(manifest)` runs before every launch (signature check) and may return the
+manifest of a verified private copy, which is then what is launched (signature.SignatureVerifier);
+`sandbox` wraps the entry command (see launcher.SandboxHook, sandbox.hook.Sandbox).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from . import security_events
 from .archive import is_archive, unpack
 from .discovery import Discovery
 from .errors import (
@@ -153,7 +155,7 @@ class Supervisor:
     def __init__(
         self,
         *,
-        verify: Callable[[Manifest], None] | None = None,
+        verify: Callable[[Manifest], Manifest | None] | None = None,
         sandbox: SandboxHook | None = None,
         policy: RestartPolicy | None = None,
         launch_options: dict | None = None,
@@ -212,19 +214,26 @@ class Supervisor:
                 mp.error = error
             self._changed.notify_all()
 
-    def _verify(self, mp: ManagedPlugin) -> None:
+    def _verify(self, mp: ManagedPlugin) -> Manifest:
+        """Check the manifest and files, then run the verify hook; returns the manifest to launch: the
+        one the hook returned (a verified private copy) or the plugin's own."""
         check_manifest(mp.manifest)
-        verify_files(mp.manifest)
+        to_launch = mp.manifest
         if self._verify_hook is not None:
-            self._verify_hook(mp.manifest)
+            # First: a signature check covers the files too, and its error says more (SignatureError).
+            verified = self._verify_hook(mp.manifest)
+            if isinstance(verified, Manifest):
+                to_launch = verified
+        verify_files(to_launch)
+        return to_launch
 
     def _launch(self, mp: ManagedPlugin, *, restart: bool = False) -> Instance:
-        self._verify(mp)
+        to_launch = self._verify(mp)
         if mp.state == PluginState.DISCOVERED:
             self._set_state(mp, PluginState.VERIFIED)
         if mp.state != PluginState.STARTING:
             self._set_state(mp, PluginState.STARTING)
-        proc = launch(mp.manifest, sandbox=self._sandbox, **self._launch_options)
+        proc = launch(to_launch, sandbox=self._sandbox, **self._launch_options)
         with self._lock:
             mp.generation += 1
             inst = Instance(mp.name, mp.generation, proc)
@@ -357,6 +366,7 @@ class Supervisor:
         log.error(
             "plugin %s (pid %d) %s; last output:\n%s", mp.name, inst.pid, how, inst.process.output_tail()
         )
+        security_events.record_exit(mp.name, status, inst.fault_reason)
         why = f"process {inst.pid} {how}"
         self._on_crash(mp, f"{inst.fault_reason}; {why}" if inst.fault_reason else why)
 
@@ -537,8 +547,7 @@ class Supervisor:
             )
         new = ManagedPlugin(manifest, "admin", fallback=mp.fallback)
         new.generation = mp.generation
-        self._verify(new)
-        proc = launch(manifest, sandbox=self._sandbox, **self._launch_options)
+        proc = launch(self._verify(new), sandbox=self._sandbox, **self._launch_options)
         with self._lock:
             old = mp.instance
             if old is not None:

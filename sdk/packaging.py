@@ -14,17 +14,21 @@ import sys
 from pathlib import Path
 
 MANIFEST_NAME = "plugin.toml"
+# The detached Ed25519 signature of a package (plugin_host/signature.py); it signs the files, so it is
+# not one of them.
+SIGNATURE_NAME = "plugin.sig"
 # Byproducts of running a package; they are not part of it.
 IGNORED_PARTS = ("__pycache__", ".pytest_cache")
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 
 
 def package_files(root: Path) -> list[str]:
-    """Every file of a package folder (relative, '/'-separated, sorted), except the manifest and caches."""
+    """Every file of a package folder (relative, '/'-separated, sorted), except the manifest, the
+    signature and caches."""
     out = []
     for p in sorted(Path(root).rglob("*")):
         rel = p.relative_to(root)
-        if not p.is_file() or rel.as_posix() == MANIFEST_NAME:
+        if not p.is_file() or rel.as_posix() in (MANIFEST_NAME, SIGNATURE_NAME):
             continue
         if any(part in IGNORED_PARTS for part in rel.parts) or p.suffix in IGNORED_SUFFIXES:
             continue

@@ -16,11 +16,12 @@ from tritium.core.cli import chat_command, generate_command, inspect_command, se
 from tritium.core.errors import TritiumError
 from tritium.core.quantize import cli as quantize_command
 from tritium.plugin_host import cli as plugins_command
+from tritium.plugin_host import doctor_cli, signing_cli
 
 EXIT_USAGE = 2  # bad input: the same code argparse uses for a bad command line
 EXIT_INTERNAL = 1
 SUBCOMMANDS = (generate_command, chat_command, inspect_command, serve_command, quantize_command,
-               plugins_command)
+               plugins_command, signing_cli, doctor_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

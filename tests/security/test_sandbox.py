@@ -1,0 +1,163 @@
+"""The sandbox as a whole: what doctor finds, refusal when a required confinement is missing (at the
+hook and in the launcher), the confinements a running plugin has, the environment it gets, and the
+builtin cpu backend (numba JIT) running signed and sandboxed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from security_packages import MISBEHAVING, make_signed_package
+from tritium.plugin_host import security_events
+from tritium.plugin_host.discovery import BUILTIN_DIR
+from tritium.plugin_host.errors import PluginStartError, SandboxError
+from tritium.plugin_host.sandbox import landlock
+from tritium.plugin_host.sandbox.doctor import kernel_features, process_confinements
+from tritium.plugin_host.sandbox.hook import Sandbox, SandboxConfig, chain_hooks
+from tritium.plugin_host.sandbox.rlimits import Limits
+from tritium.plugin_host.signature import RUN_COPY_MODULE, SignatureVerifier, sign_package
+from tritium.plugin_host.supervisor import PluginState, RestartPolicy, Supervisor
+
+MODEL = Path(__file__).resolve().parents[1] / "fixtures" / "bitnetcpp" / "bitnet-b158-tiny.i2_s.gguf"
+
+
+@pytest.fixture(scope="module")
+def features():
+    return kernel_features()
+
+
+@pytest.fixture(scope="module")
+def root():
+    d = Path(tempfile.mkdtemp(prefix="tritium-sandbox-test-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_kernel_features_are_probed_for_real(features):
+    assert features["landlock"]["detail"].startswith(f"ABI {landlock.abi_version()}")
+    for name in ("rlimits", "namespaces", "no_new_privs", "landlock", "seccomp"):
+        assert features[name]["available"], features[name]
+    assert landlock.abi_version() >= 6  # signal scoping is what stops "signal the core"
+
+
+def test_missing_required_confinement_refuses_the_launch(features, root, keys):
+    security_events.reset()
+    m = make_signed_package(
+        root / "p1", MISBEHAVING, ["toy_backend"], keys.private, name="toy", kind="backend"
+    )
+    lacking = {**features, "landlock": {"available": False, "detail": "not available (simulated)"}}
+    sandbox = Sandbox(SandboxConfig(scratch_root=root / "scratch"), features=lacking)
+    with Supervisor(sandbox=sandbox) as sup:
+        sup.register(m)
+        with pytest.raises(SandboxError, match="required confinement 'landlock' is not available"):
+            sup.start("toy")
+        assert sup.get("toy").state == PluginState.FAILED
+    assert security_events.counts()[("toy", "rejected", "sandbox_missing_landlock")] == 1
+
+
+def test_launcher_refuses_when_a_required_confinement_fails(features, root, keys):
+    """The launcher re-checks for itself: a required step that fails in the plugin's process stops it
+    before exec (status 121, one stderr line naming the confinement), and the host reports that."""
+    m = make_signed_package(
+        root / "p2", MISBEHAVING, ["toy_backend"], keys.private, name="toy", kind="backend"
+    )
+    # No uid map can map this id: the namespaces step fails for real inside the launcher.
+    cfg = SandboxConfig(scratch_root=root / "scratch", uid=4294967295, gid=4294967295)
+    with Supervisor(sandbox=Sandbox(cfg, features=features)) as sup:
+        sup.register(m)
+        with pytest.raises(
+            PluginStartError, match="required confinement missing, plugin not started: namespaces"
+        ):
+            sup.start("toy")
+        assert sup.get("toy").state == PluginState.FAILED
+
+
+def test_running_plugin_has_its_confinements(features, root, keys):
+    m = make_signed_package(
+        root / "p4", MISBEHAVING, ["toy_backend"], keys.private, name="toy", kind="backend"
+    )
+    cfg = SandboxConfig(scratch_root=root / "scratch", limits=Limits(memory_bytes=768 << 20), cpus=(0,))
+    marks = []
+
+    def mark(manifest, argv, env):  # noqa: ANN001, ANN202
+        marks.append(argv[0])
+        return argv, env
+
+    sandbox = Sandbox(cfg, features=features)
+    verifier = SignatureVerifier(trust=keys.store("sbx"), copy_root=root / "copies")
+    with Supervisor(verify=verifier, sandbox=chain_hooks(mark, sandbox)) as sup:
+        sup.register(m)
+        inst = sup.start("toy")
+        have = process_confinements(inst.pid, sandbox.specs["toy"])
+        status = Path(f"/proc/{inst.pid}/status").read_text()
+    assert have["no_new_privs"] == "yes" and have["seccomp"] == "filter"
+    assert have["user_namespace"] == "own" and have["net_namespace"] == "own"
+    assert have["uid"].startswith("65534 inside")
+    assert have["max data size"] == str(768 << 20)
+    assert "landlock" in have["required"]
+    assert "Cpus_allowed_list:\t0\n" in status
+    assert marks and inst.process.manifest.root.parent == root / "copies"  # ran from the verified copy
+
+
+def test_environment_is_filtered(features, root, keys):
+    m = make_signed_package(
+        root / "p5", MISBEHAVING, ["toy_backend"], keys.private, name="toy", kind="backend"
+    )
+    sandbox = Sandbox(SandboxConfig(scratch_root=root / "scratch"), features=features)
+    env = {
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        "PATH": "/usr/bin",
+        "TRITIUM_PLUGIN_NAME": "toy",
+        "HOME": "/root",
+    }
+    argv, penv = sandbox(m, ["/usr/bin/python3", "x.py"], env)
+    assert "AWS_SECRET_ACCESS_KEY" not in penv and "s3cr3t" not in " ".join(penv.values())
+    assert penv["PATH"] == "/usr/bin" and penv["TRITIUM_PLUGIN_NAME"] == "toy"
+    assert penv["HOME"] == str(root / "scratch" / "toy") and penv["NUMBA_CACHE_DIR"].startswith(penv["HOME"])
+    assert argv[-2:] == ["/usr/bin/python3", "x.py"] and "tritium.plugin_host.sandbox.exec" in argv
+
+
+@pytest.mark.slow
+def test_builtin_cpu_backend_runs_signed_and_sandboxed(features, keys, tmp_path):
+    """The builtin backend, signed at test time with the throwaway key, runs a model step in the box:
+    numba's JIT works (PROT_EXEC allowed, cache in scratch) and the model is read through Landlock."""
+    from tritium.plugin_host.client import BackendClient
+    from tritium.plugin_host.manifest import load_manifest
+
+    # A shared, persistent scratch root keeps numba's cache between runs (cold compile ~20 s).
+    scratch = Path(tempfile.gettempdir()) / f"tritium-test-scratch-{os.getuid()}"
+    scratch.mkdir(mode=0o755, exist_ok=True)
+    pkg = Path(tempfile.mkdtemp(prefix="tritium-builtin-"))
+    os.chmod(pkg, 0o755)
+    try:
+        shutil.copytree(
+            BUILTIN_DIR / "backend_cpu", pkg / "backend_cpu", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        sign_package(pkg / "backend_cpu", keys.private)
+        sandbox = Sandbox(
+            SandboxConfig(scratch_root=scratch, read_paths=(str(MODEL.parent),)), features=features
+        )
+        verifier = SignatureVerifier(trust=keys.store("builtin"), copy_root=pkg / "copies")
+        with Supervisor(verify=verifier, sandbox=sandbox, policy=RestartPolicy(ready_wait_s=120)) as sup:
+            sup.register(load_manifest(pkg / "backend_cpu"))
+            inst = sup.start("cpu")
+            assert verifier.verified["cpu"] == keys.key_id
+            # Imported from the verified copy: the installed tree is not even readable in the box.
+            assert RUN_COPY_MODULE in inst.process.manifest.entry
+            assert str(BUILTIN_DIR / "backend_cpu") not in sandbox.specs["cpu"]["read_only"]
+            client = BackendClient(sup, "cpu", step_timeout_s=300, load_timeout_s=300)
+            client.load_model(str(MODEL), threads=1, max_sequences=2)
+            logits = np.asarray(client.eval(client.new_sequence(), [1, 2, 3]))
+            assert logits.shape[-1] == client.model.n_vocab and np.isfinite(logits).all()
+            assert process_confinements(inst.pid)["seccomp"] == "filter"
+            client.close()
+    finally:
+        for p in [pkg, *pkg.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(pkg, ignore_errors=True)
