@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import grpc
 import numpy as np
+from tritium.plugin_host.confined import confined_supervisor
 from tritium.plugin_host.discovery import discover
 from tritium.plugin_host.errors import PluginError
 from tritium.plugin_host.supervisor import Instance, Supervisor
@@ -49,7 +50,7 @@ class PluginQuantizer:
     def __init__(self, name: str = DEFAULT_PLUGIN, *, supervisor: Supervisor | None = None) -> None:
         self.name = name
         self._own = supervisor is None
-        self._sup = supervisor or Supervisor()
+        self._sup = supervisor or confined_supervisor()  # signed + sandboxed, like every plugin
         self._options: QuantizeOptions | None = None
         self._configured: str = ""  # key of the instance that holds self._options
         try:
