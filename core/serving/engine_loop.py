@@ -9,8 +9,13 @@ pushes the token and its text delta to the request's handle.
 
 Preemption frees a request's KV cache; when it is scheduled again it re-feeds its whole history
 (prompt + generated tokens) before sampling the next token. No random draw happens during that
-recomputation, so a greedy (or seeded) request yields the same tokens as an uninterrupted run whenever
-the runtime's logits depend only on the tokens fed.
+recomputation, and (config `exact_recompute`, the default) the history is re-fed with the chunk
+boundaries it was fed with the first time (a replayed chunk is never larger than the original one):
+the runtime's fp16 emulation rounds a multi-token step differently from single-token steps, so the
+same boundaries give bit-identical KV entries, and a greedy (or seeded) request yields the same tokens
+as an uninterrupted run. The price: recomputing k decoded tokens takes k steps (batched with the other
+requests' work); with exact_recompute off the history is re-fed in prefill chunks, which is exact only
+when the runtime's logits do not depend on step boundaries (f32 KV).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class _Request:
     seq: Any = None  # the runtime Sequence holding its KV cache, None when not running
     device: int = -1
     n_fed: int = 0  # tokens of `history` in the KV cache
+    chunks: list[int] = field(default_factory=list)  # sizes of the feeds that built the KV cache
+    replay: deque[int] = field(default_factory=deque)  # after a preemption: the chunks to re-feed
 
     @property
     def pending(self) -> int:
@@ -79,6 +86,9 @@ class EngineCounters:
     cancelled: int = 0
     finished: int = 0
     step_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # sequences per step
+    step_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # wall time per step
+    # (monotonic time, tokens_generated) after each step, for a recent tokens/s
+    token_marks: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
 
 
 class ServingEngine:
@@ -101,7 +111,7 @@ class ServingEngine:
         self.policy: SchedulePolicy = policy or InCorePolicy(
             max_batch_size=cfg.max_batch_size, prefill_chunk=cfg.prefill_chunk,
             preempt_enabled=cfg.preempt_enabled, placement=cfg.scheduler_type,  # type: ignore[arg-type]
-            load_threshold=cfg.load_threshold)
+            load_threshold=cfg.load_threshold, device_affinity=cfg.device_affinity)
         self.counters = EngineCounters()
         self._cond = threading.Condition()
         self._inbox: list[_Request] = []
@@ -113,6 +123,11 @@ class ServingEngine:
         self._t0 = time.monotonic()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # Device changes while serving (hot plug), applied by the engine thread at a step boundary.
+        self._available = [True] * len(self.runtimes)
+        self._new_devices: list[Any] = []
+        self._removals: dict[int, threading.Event] = {}
+        self._step_us = [0.0] * len(self.runtimes)  # recent step duration per device (EMA)
 
     # ---- client side (any thread) -------------------------------------------------------------------
     def submit(self, prompt_ids: Sequence[int], params: SamplingParams, *,
@@ -202,7 +217,8 @@ class ServingEngine:
         self._bind_compute_threads()
         while True:
             with self._cond:
-                while not (self._stopping or self._inbox or self._cancel_ids or self._live):
+                while not (self._stopping or self._inbox or self._cancel_ids or self._live
+                           or self._new_devices or self._removals):
                     self._cond.wait()
                 if self._stopping:
                     return
@@ -230,7 +246,9 @@ class ServingEngine:
 
     def step(self) -> bool:
         """Run one engine step; return False when there was nothing to run."""
+        t_step = time.perf_counter()
         self._absorb_inbox()
+        self._apply_device_changes()
         if not self._live:
             self._publish_load()
             return False
@@ -238,8 +256,7 @@ class ServingEngine:
         for rid in decision.preempt:
             r = self._live.get(rid)
             if r is not None and r.seq is not None:
-                self._release(r)
-                self.counters.preemptions += 1
+                self._preempt(r)
         batch = self._admit(decision)
         if not batch:
             self._publish_load()
@@ -253,8 +270,67 @@ class ServingEngine:
             self._run_device(device, items)
         self.counters.steps += 1
         self.counters.step_sizes.append(len(batch))
+        self.counters.step_seconds.append(time.perf_counter() - t_step)
+        self.counters.token_marks.append((time.monotonic(), self.counters.tokens_generated))
         self._publish_load()
         return True
+
+    # ---- devices while serving ----------------------------------------------------------------------
+    def add_device(self, runtime: Any) -> None:
+        """Hot plug: `runtime` becomes a new device at the next step boundary (any thread)."""
+        n_ctx = context_size(self.model, runtime)
+        if n_ctx < self.n_ctx:
+            raise ValueError(
+                f"the new device's context ({n_ctx}) is shorter than the engine's ({self.n_ctx})")
+        with self._cond:
+            self._new_devices.append(runtime)
+            self._cond.notify_all()
+        if self._thread is None:
+            self._apply_device_changes()
+
+    def remove_device(self, device: int, timeout: float = 60.0) -> bool:
+        """Hot unplug: device `device` takes no new work, and the requests on it are preempted at the next
+        step boundary and recompute elsewhere (same tokens for greedy/seeded requests). Returns whether
+        that happened within `timeout` (any thread; without the engine thread it happens here)."""
+        with self._cond:
+            if not 0 <= device < len(self.runtimes) or not self._available[device]:
+                raise ValueError(f"device {device}: no such available device")
+            if sum(self._available) - len(self._removals) <= 1:
+                raise ValueError(f"device {device} is the last available device; add another first")
+            done = self._removals.setdefault(device, threading.Event())
+            self._cond.notify_all()
+        if self._thread is None:
+            self._apply_device_changes()
+        return done.wait(timeout)
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Each device: index, whether it takes work, sequences running on it, recent step time."""
+        with self._cond:
+            running = [0] * len(self.runtimes)
+            for r in list(self._live.values()):
+                if r.seq is not None and 0 <= r.device < len(running):
+                    running[r.device] += 1
+            return [{"device": i, "available": self._available[i], "running": running[i],
+                     "step_us": self._step_us[i]} for i in range(len(self.runtimes))]
+
+    def _apply_device_changes(self) -> None:
+        with self._cond:
+            new, self._new_devices = self._new_devices, []
+            removals = dict(self._removals)
+        for rt in new:
+            self.runtimes.append(rt)
+            self._available.append(True)
+            self._step_us.append(0.0)
+            log.info("device %d added", len(self.runtimes) - 1)
+        for device, done in removals.items():
+            self._available[device] = False
+            for r in list(self._live.values()):
+                if r.seq is not None and r.device == device:
+                    self._preempt(r)  # recomputed on another device when it is scheduled again
+            with self._cond:
+                self._removals.pop(device, None)
+            log.info("device %d removed", device)
+            done.set()
 
     def _absorb_inbox(self) -> None:
         with self._cond:
@@ -279,7 +355,10 @@ class ServingEngine:
         for r in self._live.values():
             if r.seq is not None:
                 running[r.device] += 1
-        devices = [DeviceLoad(i, running[i], self.config.max_batch_size) for i in range(len(self.runtimes))]
+        devices = [DeviceLoad(i, running[i], self.config.max_batch_size, available=self._available[i],
+                              efficiency=float(getattr(self.runtimes[i], "efficiency", 1.0) or 1.0),
+                              step_us=self._step_us[i])
+                   for i in range(len(self.runtimes))]
         return ScheduleSnapshot(self.counters.steps, queue, devices, self.config.max_batch_tokens)
 
     def _admit(self, decision: ScheduleDecision) -> list[tuple[_Request, int, int]]:
@@ -293,6 +372,8 @@ class ServingEngine:
                 problem = "unknown or repeated request"
             elif not 0 <= a.device_id < len(self.runtimes):
                 problem = f"device {a.device_id} does not exist"
+            elif r.seq is None and not self._available[a.device_id]:
+                problem = f"device {a.device_id} takes no new work"
             elif r.seq is not None and a.device_id != r.device:
                 problem = f"its KV cache is on device {r.device}, not {a.device_id}"
             elif len(batch) >= self.config.max_batch_size:
@@ -301,13 +382,20 @@ class ServingEngine:
                 log.warning("scheduler assignment %s ignored: %s", a, problem)
                 continue
             seen.add(a.request_id)
-            batch.append((r, a.device_id, max(1, min(int(a.tokens), r.pending))))
+            tokens = max(1, min(int(a.tokens), r.pending))
+            if r.replay:  # recomputing after a preemption: keep the original chunk boundaries
+                tokens = min(tokens, r.replay[0])
+            batch.append((r, a.device_id, tokens))
         return batch
 
     def _run_device(self, device: int, items: list[tuple[_Request, int]]) -> None:
         feeds = [(r.seq, r.history[r.n_fed:r.n_fed + tokens]) for r, tokens in items]
+        t0 = time.perf_counter()
         try:
             rows = self.runtimes[device].step(feeds)
+            us = (time.perf_counter() - t0) * 1e6
+            prev = self._step_us[device]
+            self._step_us[device] = us if prev == 0 else 0.8 * prev + 0.2 * us
             self.counters.runtime_calls += 1
             if len(rows) != len(feeds):
                 raise RuntimeError(f"runtime.step returned {len(rows)} logit rows for {len(feeds)} sequences")
@@ -319,6 +407,11 @@ class ServingEngine:
             return
         for (r, tokens), logits in zip(items, rows, strict=True):
             r.n_fed += tokens
+            r.chunks.append(tokens)
+            if r.replay:
+                r.replay[0] -= tokens
+                if r.replay[0] <= 0:
+                    r.replay.popleft()
             self.counters.tokens_fed += tokens
             if r.pending == 0:
                 self._sample(r, logits)
@@ -342,6 +435,13 @@ class ServingEngine:
         self._release(r)
         r.handle.push(event)
 
+    def _preempt(self, r: _Request) -> None:
+        """Free a running request's KV cache; it is recomputed, chunk for chunk, when scheduled again."""
+        replay = deque(r.chunks) if self.config.exact_recompute else deque()
+        self._release(r)
+        r.replay = replay
+        self.counters.preemptions += 1
+
     def _release(self, r: _Request) -> None:
         if r.seq is not None:
             free = getattr(self.runtimes[r.device], "free_sequence", None)
@@ -351,6 +451,7 @@ class ServingEngine:
                 except Exception:
                     log.exception("freeing the KV cache of request %d failed", r.id)
         r.seq, r.device, r.n_fed = None, -1, 0
+        r.chunks, r.replay = [], deque()
 
     def _publish_load(self) -> None:
         running = sum(1 for r in self._live.values() if r.seq is not None)

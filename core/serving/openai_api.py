@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from tritium.core.errors import TokenizerError, TritiumError
 from tritium.core.sampling import SamplingParams
 from tritium.core.serving.engine_loop import ServingEngine
@@ -61,10 +61,15 @@ class _Job:
 
 
 def create_app(engine: ServingEngine, *, model_id: str, config: ServingConfig | None = None,
-               log: Callable[[str], None] | None = None) -> FastAPI:
+               log: Callable[[str], None] | None = None, metrics: Any = None) -> FastAPI:
     """The FastAPI application serving `engine`'s model under `model_id`. Its lifespan starts and
-    stops the engine thread (an engine already started is fine); `log` hears when it has stopped."""
+    stops the engine thread (an engine already started is fine); `log` hears when it has stopped.
+    `GET /metrics` serves the Prometheus registry `metrics` (default: the engine's metrics only)."""
     config = config or engine.config
+    if metrics is None:
+        from tritium.core.serving.serving_metrics import metrics_registry
+
+        metrics = metrics_registry(engine)
     api = _OpenAIFrontend(engine, model_id, config)
 
     @asynccontextmanager
@@ -104,6 +109,14 @@ def create_app(engine: ServingEngine, *, model_id: str, config: ServingConfig | 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": model_id, **engine.load()}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        # A scrape calls each plugin's Metrics RPC: off the event loop.
+        body = await asyncio.to_thread(generate_latest, metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -12,15 +12,21 @@ during prefill, 1 while decoding).
 `prefill_chunk` tokens and the whole step at most `max_batch_tokens`; optionally a higher-priority
 arrival preempts the least important running request when the batch is full. Placement of a new
 request: `round_robin` cycles over the devices with room; `load_aware` picks the least loaded one and
-sends nothing to a device at or above `load_threshold` while another is below it.
+sends nothing to a device at or above `load_threshold` while another is below it; `energy` packs work
+onto the devices already busy, most efficient first (`DeviceLoad.efficiency`), opening an idle device
+only when the busy ones are full; `latency` picks the device with the lowest expected step time with
+one more sequence (`DeviceLoad.step_us` per running sequence times running + 1; a device not measured
+yet counts as the average of the measured ones; none measured: the shortest queue). The `basic`
+scheduler plugin implements the same four policies over the proto messages
+(plugins/scheduler_basic/policies.py); `to_proto`/`from_proto` below translate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-PlacementPolicy = Literal["round_robin", "load_aware"]
+PlacementPolicy = Literal["round_robin", "load_aware", "energy", "latency"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class DeviceLoad:
     running: int
     capacity: int
     available: bool = True
+    efficiency: float = 1.0  # relative work per joule (energy placement)
+    step_us: float = 0.0  # recent step duration on this device; 0 = unknown (latency placement)
 
     @property
     def load(self) -> float:
@@ -96,6 +104,7 @@ class InCorePolicy:
     preempt_enabled: bool = False
     placement: PlacementPolicy = "load_aware"
     load_threshold: float = 0.8
+    device_affinity: str = "auto"  # or comma-separated ids of the devices new requests may use
     _rr_next: int = 0
 
     def schedule(self, snapshot: ScheduleSnapshot) -> ScheduleDecision:
@@ -160,7 +169,9 @@ class InCorePolicy:
 
     def _place(self, devices: list[DeviceLoad], admitted: dict[int, int]) -> int | None:
         """Device for a newly admitted request, or None when every device is full or over threshold."""
-        usable = [d for d in devices if d.available]
+        affinity = self.device_affinity
+        allowed = None if affinity == "auto" else {int(x) for x in affinity.split(",")}
+        usable = [d for d in devices if d.available and (allowed is None or d.device_id in allowed)]
         if not usable:
             return None
 
@@ -178,9 +189,54 @@ class InCorePolicy:
         def load(d: DeviceLoad) -> float:
             return running(d) / d.capacity if d.capacity else 0.0
 
+        if self.placement in ("energy", "latency"):
+            open_ = [d for d in usable if not d.capacity or running(d) < d.capacity]
+            if not open_:
+                return None
+            if self.placement == "energy":
+                def efficiency(d: DeviceLoad) -> float:
+                    return d.efficiency if d.efficiency > 0 else 1.0
+
+                return min(open_, key=lambda d: (running(d) == 0, -efficiency(d), -running(d),
+                                                 d.device_id)).device_id
+
+            known = [d.step_us / max(d.running, 1) for d in open_ if d.step_us > 0]
+            default = sum(known) / len(known) if known else 1.0  # not measured yet: the average
+
+            def expected_us(d: DeviceLoad) -> float:
+                per_seq = d.step_us / max(d.running, 1) if d.step_us > 0 else default
+                return per_seq * (running(d) + 1)
+
+            return min(open_, key=lambda d: (expected_us(d), load(d), d.device_id)).device_id
+
         # Devices at or above the threshold get new work only when every device is (a single device
         # must still fill its batch); a full device gets none.
         open_ = [d for d in usable if not d.capacity or running(d) < d.capacity]
         if not open_:
             return None
         return min(open_, key=lambda d: (load(d) >= self.load_threshold, load(d), d.device_id)).device_id
+
+
+def to_proto(snapshot: ScheduleSnapshot, prefill_chunk: int = 0) -> Any:
+    """The snapshot as a `tritium.plugin.v1.ScheduleRequest` (what a scheduler plugin receives)."""
+    from tritium.protos.tritium.plugin.v1 import scheduler_pb2
+
+    req = scheduler_pb2.ScheduleRequest(step_id=snapshot.step_id, max_batch_tokens=snapshot.max_batch_tokens,
+                                        prefill_chunk=prefill_chunk)
+    for r in snapshot.queue:
+        req.queue.add(request_id=r.request_id, prompt_tokens=r.prompt_tokens,
+                      processed_tokens=r.processed_tokens, pending_tokens=r.pending_tokens,
+                      generated_tokens=r.generated_tokens, max_tokens=r.max_tokens, priority=r.priority,
+                      running=r.running, device_id=r.device_id, arrival_us=r.arrival_us)
+    for d in snapshot.devices:
+        req.devices.add(device_id=d.device_id, load=d.load, running=d.running, capacity=d.capacity,
+                        available=d.available, efficiency=d.efficiency, step_us=d.step_us)
+    return req
+
+
+def from_proto(response: Any) -> ScheduleDecision:
+    """A `tritium.plugin.v1.ScheduleResponse` as the engine's ScheduleDecision."""
+    return ScheduleDecision(
+        step_id=int(response.step_id),
+        batch=[Assignment(int(a.request_id), int(a.device_id), int(a.tokens)) for a in response.batch],
+        preempt=[int(x) for x in response.preempt])

@@ -13,7 +13,7 @@ from typing import Any
 
 from tritium.core.errors import TritiumError
 
-SCHEDULER_TYPES = ("round_robin", "load_aware")
+SCHEDULER_TYPES = ("round_robin", "load_aware", "energy", "latency")
 
 
 class ConfigError(TritiumError):
@@ -36,12 +36,23 @@ class ServingConfig:
     # Scheduling (the in-core policy's names match the scheduler plugins' SchedulerConfig).
     scheduler_type: str = "load_aware"
     preempt_enabled: bool = False
+    # A preempted request re-feeds its history with its original chunk boundaries (bit-exact under the
+    # fp16 emulation, k steps for k decoded tokens) or, False, in prefill_chunk chunks (faster).
+    exact_recompute: bool = True
     load_threshold: float = 0.8
-    devices: int = 1  # backend instances
+    device_affinity: str = "auto"  # devices new requests may use: "auto" (all) or ids, e.g. "0,2"
+    devices: int = 1  # backend instances (plugin processes, or in-process runtimes with in_process)
+    # Plugins (see core/serving/plugin_stack.py): by default the model runs in `devices` backend plugin
+    # processes and the step's placement in the scheduler plugin; in_process runs both in this process.
+    in_process: bool = False
+    backend_plugin: str = "cpu"
+    scheduler_plugin: str = "basic"
+    pin_devices: bool = False  # pin backend i to its share of this process's cores (sched_setaffinity)
+    admin_port: int | None = None  # the tritium.serving.v1 Admin gRPC service on host:admin_port
     # Runtime.
     n_ctx: int | None = None  # default: the model's
     threads: int | None = None
-    kv_dtype: str = "f32"
+    kv_dtype: str | None = None  # "f32" | "f16"; default: as the model's origin runs it (f16 for GGUF)
     # API limits.
     max_tokens_limit: int = 4096  # largest max_tokens a request may ask for
     default_max_tokens: int = 16  # /v1/completions when max_tokens is absent (OpenAI's default)
@@ -60,9 +71,9 @@ class ServingConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name}: expected an integer >= 1 or absent, got {value!r}")
-        for name in ("port", "grpc_port"):
+        for name in ("port", "grpc_port", "admin_port"):
             value = getattr(self, name)
-            if value is None and name == "grpc_port":
+            if value is None and name != "port":
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
                 raise ConfigError(f"{name}: expected an integer in [0, 65535], got {value!r}")
@@ -71,10 +82,22 @@ class ServingConfig:
                               f"got {self.scheduler_type!r}")
         if not isinstance(self.load_threshold, (int, float)) or not 0.0 < self.load_threshold <= 1.0:
             raise ConfigError(f"load_threshold: expected a number in (0, 1], got {self.load_threshold!r}")
-        if not isinstance(self.preempt_enabled, bool):
-            raise ConfigError(f"preempt_enabled: expected true or false, got {self.preempt_enabled!r}")
-        if self.kv_dtype not in ("f32", "f16"):
-            raise ConfigError(f"kv_dtype: expected 'f32' or 'f16', got {self.kv_dtype!r}")
+        for name in ("preempt_enabled", "exact_recompute", "in_process", "pin_devices"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+        affinity = self.device_affinity
+        ok = isinstance(affinity, str) and (affinity == "auto" or all(
+            x.strip().isdigit() for x in affinity.split(",")))
+        if not ok:
+            raise ConfigError(
+                f"device_affinity: expected 'auto' or comma-separated device ids, got {affinity!r}")
+        if affinity != "auto" and max(int(x) for x in affinity.split(",")) >= self.devices:
+            raise ConfigError(f"device_affinity: {affinity!r} names a device beyond devices={self.devices}")
+        for name in ("backend_plugin", "scheduler_plugin"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"{name}: expected a plugin name, got {getattr(self, name)!r}")
+        if self.kv_dtype not in (None, "f32", "f16"):
+            raise ConfigError(f"kv_dtype: expected 'f32', 'f16' or absent, got {self.kv_dtype!r}")
         return self
 
     def with_overrides(self, **overrides: Any) -> ServingConfig:

@@ -1,1 +1,1 @@
-"""Builtin scheduler plugin `basic`: round_robin and load_aware placement (a plugin package)."""
+"""Builtin scheduler plugin `basic`: round_robin, load_aware, energy and latency placement."""

@@ -16,7 +16,7 @@ VERSION = "0.1.0"
 
 
 class BasicScheduler(SchedulerPlugin):
-    """round_robin / load_aware scheduling over the snapshot the core sends each step."""
+    """round_robin / load_aware / energy / latency scheduling over the snapshot the core sends each step."""
 
     def __init__(self) -> None:
         self._state = SchedulerState(

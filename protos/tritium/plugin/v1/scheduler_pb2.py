@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tritium/plugin/v1/scheduler.proto\x12\x11tritium.plugin.v1\"\xcc\x01\n\rQueuedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x18\n\x10processed_tokens\x18\x03 \x01(\r\x12\x18\n\x10generated_tokens\x18\x04 \x01(\r\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x0f\n\x07running\x18\x07 \x01(\x08\x12\x11\n\tdevice_id\x18\x08 \x01(\x05\x12\x12\n\narrival_us\x18\t \x01(\x04\"x\n\nDeviceLoad\x12\x11\n\tdevice_id\x18\x01 \x01(\x05\x12\x0c\n\x04load\x18\x02 \x01(\x02\x12\x13\n\x0bmemory_free\x18\x03 \x01(\x04\x12\x0f\n\x07running\x18\x04 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\r\x12\x11\n\tavailable\x18\x06 \x01(\x08\"\x9d\x01\n\x0fScheduleRequest\x12\x0f\n\x07step_id\x18\x01 \x01(\x04\x12/\n\x05queue\x18\x02 \x03(\x0b\x32 .tritium.plugin.v1.QueuedRequest\x12.\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x1d.tritium.plugin.v1.DeviceLoad\x12\x18\n\x10max_batch_tokens\x18\x04 \x01(\r\"C\n\nAssignment\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x05\x12\x0e\n\x06tokens\x18\x03 \x01(\r\"b\n\x10ScheduleResponse\x12\x0f\n\x07step_id\x18\x01 \x01(\x04\x12,\n\x05\x62\x61tch\x18\x02 \x03(\x0b\x32\x1d.tritium.plugin.v1.Assignment\x12\x0f\n\x07preempt\x18\x03 \x03(\x04\"C\n\x11UpdateLoadRequest\x12.\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1d.tritium.plugin.v1.DeviceLoad\"\x14\n\x12UpdateLoadResponse\"\x10\n\x0e\x44\x65vicesRequest\"A\n\x0f\x44\x65vicesResponse\x12.\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1d.tritium.plugin.v1.DeviceLoad2\x8d\x02\n\tScheduler\x12S\n\x08Schedule\x12\".tritium.plugin.v1.ScheduleRequest\x1a#.tritium.plugin.v1.ScheduleResponse\x12Y\n\nUpdateLoad\x12$.tritium.plugin.v1.UpdateLoadRequest\x1a%.tritium.plugin.v1.UpdateLoadResponse\x12P\n\x07\x44\x65vices\x12!.tritium.plugin.v1.DevicesRequest\x1a\".tritium.plugin.v1.DevicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tritium/plugin/v1/scheduler.proto\x12\x11tritium.plugin.v1\"\xfc\x01\n\rQueuedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x18\n\x10processed_tokens\x18\x03 \x01(\r\x12\x18\n\x10generated_tokens\x18\x04 \x01(\r\x12\x12\n\nmax_tokens\x18\x05 \x01(\r\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x0f\n\x07running\x18\x07 \x01(\x08\x12\x11\n\tdevice_id\x18\x08 \x01(\x05\x12\x12\n\narrival_us\x18\t \x01(\x04\x12\x1b\n\x0epending_tokens\x18\n \x01(\rH\x00\x88\x01\x01\x42\x11\n\x0f_pending_tokens\"\xc2\x01\n\nDeviceLoad\x12\x11\n\tdevice_id\x18\x01 \x01(\x05\x12\x0c\n\x04load\x18\x02 \x01(\x02\x12\x13\n\x0bmemory_free\x18\x03 \x01(\x04\x12\x0f\n\x07running\x18\x04 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\r\x12\x11\n\tavailable\x18\x06 \x01(\x08\x12\x17\n\nefficiency\x18\x07 \x01(\x02H\x00\x88\x01\x01\x12\x14\n\x07step_us\x18\x08 \x01(\x02H\x01\x88\x01\x01\x42\r\n\x0b_efficiencyB\n\n\x08_step_us\"\xcb\x01\n\x0fScheduleRequest\x12\x0f\n\x07step_id\x18\x01 \x01(\x04\x12/\n\x05queue\x18\x02 \x03(\x0b\x32 .tritium.plugin.v1.QueuedRequest\x12.\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x1d.tritium.plugin.v1.DeviceLoad\x12\x18\n\x10max_batch_tokens\x18\x04 \x01(\r\x12\x1a\n\rprefill_chunk\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x10\n\x0e_prefill_chunk\"C\n\nAssignment\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x05\x12\x0e\n\x06tokens\x18\x03 \x01(\r\"b\n\x10ScheduleResponse\x12\x0f\n\x07step_id\x18\x01 \x01(\x04\x12,\n\x05\x62\x61tch\x18\x02 \x03(\x0b\x32\x1d.tritium.plugin.v1.Assignment\x12\x0f\n\x07preempt\x18\x03 \x03(\x04\"C\n\x11UpdateLoadRequest\x12.\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1d.tritium.plugin.v1.DeviceLoad\"\x14\n\x12UpdateLoadResponse\"\x10\n\x0e\x44\x65vicesRequest\"A\n\x0f\x44\x65vicesResponse\x12.\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1d.tritium.plugin.v1.DeviceLoad2\x8d\x02\n\tScheduler\x12S\n\x08Schedule\x12\".tritium.plugin.v1.ScheduleRequest\x1a#.tritium.plugin.v1.ScheduleResponse\x12Y\n\nUpdateLoad\x12$.tritium.plugin.v1.UpdateLoadRequest\x1a%.tritium.plugin.v1.UpdateLoadResponse\x12P\n\x07\x44\x65vices\x12!.tritium.plugin.v1.DevicesRequest\x1a\".tritium.plugin.v1.DevicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,23 +32,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tritium.plugin.v1.scheduler
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUEUEDREQUEST']._serialized_start=57
-  _globals['_QUEUEDREQUEST']._serialized_end=261
-  _globals['_DEVICELOAD']._serialized_start=263
-  _globals['_DEVICELOAD']._serialized_end=383
-  _globals['_SCHEDULEREQUEST']._serialized_start=386
-  _globals['_SCHEDULEREQUEST']._serialized_end=543
-  _globals['_ASSIGNMENT']._serialized_start=545
-  _globals['_ASSIGNMENT']._serialized_end=612
-  _globals['_SCHEDULERESPONSE']._serialized_start=614
-  _globals['_SCHEDULERESPONSE']._serialized_end=712
-  _globals['_UPDATELOADREQUEST']._serialized_start=714
-  _globals['_UPDATELOADREQUEST']._serialized_end=781
-  _globals['_UPDATELOADRESPONSE']._serialized_start=783
-  _globals['_UPDATELOADRESPONSE']._serialized_end=803
-  _globals['_DEVICESREQUEST']._serialized_start=805
-  _globals['_DEVICESREQUEST']._serialized_end=821
-  _globals['_DEVICESRESPONSE']._serialized_start=823
-  _globals['_DEVICESRESPONSE']._serialized_end=888
-  _globals['_SCHEDULER']._serialized_start=891
-  _globals['_SCHEDULER']._serialized_end=1160
+  _globals['_QUEUEDREQUEST']._serialized_end=309
+  _globals['_DEVICELOAD']._serialized_start=312
+  _globals['_DEVICELOAD']._serialized_end=506
+  _globals['_SCHEDULEREQUEST']._serialized_start=509
+  _globals['_SCHEDULEREQUEST']._serialized_end=712
+  _globals['_ASSIGNMENT']._serialized_start=714
+  _globals['_ASSIGNMENT']._serialized_end=781
+  _globals['_SCHEDULERESPONSE']._serialized_start=783
+  _globals['_SCHEDULERESPONSE']._serialized_end=881
+  _globals['_UPDATELOADREQUEST']._serialized_start=883
+  _globals['_UPDATELOADREQUEST']._serialized_end=950
+  _globals['_UPDATELOADRESPONSE']._serialized_start=952
+  _globals['_UPDATELOADRESPONSE']._serialized_end=972
+  _globals['_DEVICESREQUEST']._serialized_start=974
+  _globals['_DEVICESREQUEST']._serialized_end=990
+  _globals['_DEVICESRESPONSE']._serialized_start=992
+  _globals['_DEVICESRESPONSE']._serialized_end=1057
+  _globals['_SCHEDULER']._serialized_start=1060
+  _globals['_SCHEDULER']._serialized_end=1329
 # @@protoc_insertion_point(module_scope)
