@@ -17,6 +17,7 @@ from tritium.core.errors import TritiumError
 from tritium.core.quantize import cli as quantize_command
 from tritium.plugin_host import cli as plugins_command
 from tritium.plugin_host import doctor_cli, signing_cli
+from tritium.plugin_host.errors import PluginError, SignatureError
 
 EXIT_USAGE = 2  # bad input: the same code argparse uses for a bad command line
 EXIT_INTERNAL = 1
@@ -43,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except TritiumError as e:
+        return _fail(str(e), EXIT_USAGE)
+    except SignatureError as e:
+        return _fail(f"{e}\n  (a source checkout has no release signatures: run its builtin plugins with "
+                     f"TRITIUM_ALLOW_UNSIGNED_PLUGINS=1, or sign them: see trust/README.md)", EXIT_USAGE)
+    except PluginError as e:  # a plugin refused, failed to start, or broke the contract
         return _fail(str(e), EXIT_USAGE)
     except OSError as e:
         if isinstance(e, BrokenPipeError):
