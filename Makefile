@@ -1,5 +1,6 @@
 # The two commands a newcomer needs:
-#   make demo   set everything up (virtualenv .venv/) and run the main job on the built-in demo model
+#   make demo   set everything up (virtualenv .venv/), start the server on the built-in demo model,
+#               show an OpenAI-style request and its answer, stop the server
 #   make test   set everything up and run the default test suite
 # Both create .venv/ on first use; later runs reuse it.
 
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 PROMPT ?= Once upon a time
-.PHONY: demo test lint install clean
+.PHONY: demo generate test lint install clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +20,12 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP)
 
+# A source checkout's builtin plugins carry no release signature: the demo runs them with the loud
+# development switch (see trust/README.md).
 demo: $(STAMP)
+	TRITIUM_ALLOW_UNSIGNED_PLUGINS=1 $(BIN)/python tools/demo.py --prompt "$(PROMPT)"
+
+generate: $(STAMP)
 	$(BIN)/tritium generate --prompt "$(PROMPT)" --max-tokens 64 --temperature 0
 
 # pytest exits 5 when it collects no tests; make treats any non-zero exit as failure.
