@@ -4,7 +4,7 @@ plugin, or by the fallback scheduler once the hostile one is refused or its circ
 
 All packages are signed at test time with a throwaway key; the plugins run under the full sandbox
 (rlimits, user + network namespaces, no_new_privs, Landlock, seccomp). The module writes the table of
-attacks and outcomes to tests/security/ATTACKS.md and into plugin_host/README.md (between markers).
+attacks and outcomes to tests/security/ATTACKS.md and into the top-level README.md (between markers).
 """
 
 from __future__ import annotations
@@ -418,7 +418,7 @@ def _write_table() -> None:
         lines.append(f"| {r['attack']} | {_stable(r['outcome'])} | {r['host']} | {r['answered']} |")
     text = "\n".join(lines) + "\n"
     TABLE.write_text(text, encoding="utf-8")
-    readme = TABLE.parents[2] / "plugin_host" / "README.md"
+    readme = TABLE.parents[2] / "README.md"
     if readme.is_file():
         begin, end = "<!-- attacks:begin -->\n", "<!-- attacks:end -->"
         doc = readme.read_text(encoding="utf-8")
