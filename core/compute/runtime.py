@@ -34,7 +34,7 @@ from tritium.core.compute.ternary_matmul import (
 )
 from tritium.core.errors import ContextOverflowError
 from tritium.core.model.config import ModelConfig
-from tritium.core.model.weights import DenseWeight, Linear, ModelWeights, TernaryWeight
+from tritium.core.model.weights import DenseWeight, Linear, ModelWeights, TernaryWeight, TL1Weight
 
 _DENSE_ROWS = 256  # rows of a ternary matrix dequantized at a time when activations stay float
 
@@ -249,6 +249,9 @@ def _float_ternary(w: TernaryWeight, x: np.ndarray, out: np.ndarray) -> None:
     the whole matrix never exists in float."""
     for r0 in range(0, w.out_features, _DENSE_ROWS):
         r1 = min(w.out_features, r0 + _DENSE_ROWS)
-        part = TernaryWeight(w.name, r1 - r0, w.in_features, w.codes[r0:r1], w.plane_shifts,
-                             w.block_scales[r0:r1], w.scale_block, w.tensor_scale)
+        if isinstance(w, TL1Weight):  # no codes: a row range of the tiles (_DENSE_ROWS % 16 == 0)
+            part: TernaryWeight = w.rows(r0, r1)
+        else:
+            part = TernaryWeight(w.name, r1 - r0, w.in_features, w.codes[r0:r1], w.plane_shifts,
+                                 w.block_scales[r0:r1], w.scale_block, w.tensor_scale)
         out[:, r0:r1] = x @ part.dequantize().T

@@ -30,6 +30,9 @@ intrinsics, software prefetch, about 2x the portable speed) where the CPU has AV
 kernels whose int16 multiply-adds LLVM vectorizes (vpmullw/vpaddw; partial sums stay in int16 lanes
 for at most 16 groups, |Σ| ≤ 16·4·2·127 < 2^15, before they are widened).
 
+Tritium TL1 weights (`TL1Weight`, no 2-bit codes) go to the lookup-table kernels of tl1_lut.py, which
+read the file's tiles in place; their identity plane shifts keep the packed activations in K order.
+
 Codes may be any uint8 array whose innermost axis is contiguous: [out, in/4] (I2_S, compact TQ2_0),
 or [out, n_chunks, chunk_bytes] with chunk_bytes a multiple of 32 (e.g. a strided view of TQ2_0
 blocks [out, K/256, 64] straight into the file, skipping the 2-byte d of each block).
@@ -49,7 +52,8 @@ from tritium.core.compute.act_quant import QuantizedActivations
 from tritium.core.compute.float16 import f16_bits_to_f32
 from tritium.core.compute.fma import fma32, fma32_numpy
 from tritium.core.compute.simd_x86 import isum4, q8k_rows4, q8k_rows4x2
-from tritium.core.model.weights import GROUP, GROUP_BYTES, TernaryWeight
+from tritium.core.compute.tl1_lut import tl1_matmul_numba, tl1_matmul_numpy
+from tritium.core.model.weights import GROUP, GROUP_BYTES, TernaryWeight, TL1Weight
 
 PREFETCH_ROWS = 16  # AVX2 kernels prefetch the rows this far ahead (4 row quads; measured best of 8/16/32)
 FLUSH_GROUPS = 16  # int16 lane sums are widened at least every 16 groups (no overflow, see above)
@@ -183,6 +187,9 @@ def ternary_matmul_numpy(w: TernaryWeight, xa: PackedActivations, out: np.ndarra
     """out[T, out_features] = W · x, plainly: unpack the codes, one exact integer sum per sub-block,
     then the float scheme of the module docstring."""
     _check(w, xa, out)
+    if isinstance(w, TL1Weight):
+        _tl1_matmul(w, xa, out, tl1_matmul_numpy)
+        return
     sub = _sub_block(w, xa)
     m, k = w.out_features, w.in_features
     groups = np.ascontiguousarray(w.codes).reshape(m, k // GROUP, GROUP_BYTES).astype(np.int64)
@@ -508,8 +515,11 @@ class KernelPlan:
     block_scales: np.ndarray  # float32 [out, in / scale_block]
 
 
-def plan_weight(w: TernaryWeight) -> KernelPlan:
-    """Precompute the kernel view of `w` (no copy of the codes)."""
+def plan_weight(w: TernaryWeight) -> KernelPlan | None:
+    """Precompute the kernel view of `w` (no copy of the codes); None for a TL1Weight (the lookup-table
+    kernel reads its tiles directly)."""
+    if isinstance(w, TL1Weight):
+        return None
     flat, rs, cs, gpc = _codes_view(w)
     g = np.arange(w.in_features // GROUP)
     bs = np.ascontiguousarray(w.block_scales, dtype=np.float32)
@@ -522,7 +532,11 @@ def ternary_matmul_numba(w: TernaryWeight, xa: PackedActivations, out: np.ndarra
     """Numba twin of `ternary_matmul_numpy` (bit-identical results, for one token or many).
     `plan` (from `plan_weight(w)`) skips the per-call checks; `n_items` (parallel work items,
     default `work_items()`) lets a caller that knows its thread count skip asking numba. The AVX2
-    kernel runs where the CPU has it (`use_simd=False` forces the portable one; same results)."""
+    kernel runs where the CPU has it (`use_simd=False` forces the portable one; same results).
+    A TL1Weight goes to the lookup-table kernel (tl1_lut.py) whatever the other arguments."""
+    if isinstance(w, TL1Weight):
+        _tl1_matmul(w, xa, out, tl1_matmul_numba)
+        return
     if plan is None:
         _check(w, xa, out)
         plan = plan_weight(w)
@@ -544,6 +558,17 @@ def ternary_matmul_numba(w: TernaryWeight, xa: PackedActivations, out: np.ndarra
     else:
         _exact_kernel(p.flat, p.row_stride, p.group_offsets, w.out_features, xa.x16, xa.gsum, xa.scales,
                       xa.block, xa.divide, p.block_scales, w.scale_block, ts, sub, items, out)
+
+
+def _tl1_matmul(w: TL1Weight, xa: PackedActivations, out: np.ndarray, kernel) -> None:  # noqa: ANN001
+    """Run a tl1_lut kernel on packed activations (per-token scales, K order)."""
+    if not xa.divide or xa.block != w.in_features:
+        raise ValueError(f"{w.name}: TL1 weights need per-token activation scales (i8_s, absmax_token), got "
+                         f"{'divided' if xa.divide else 'multiplied'} scales per {xa.block} values")
+    if tuple(xa.plane_shifts) != tuple(w.plane_shifts):
+        raise ValueError(f"{w.name}: activations packed for plane shifts {xa.plane_shifts}, weight has "
+                         f"{w.plane_shifts}")
+    kernel(w, xa.x8, xa.scales, out)
 
 
 def _check_q8k(w: TernaryWeight, xa: PackedActivations, sub: int) -> None:

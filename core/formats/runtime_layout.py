@@ -11,6 +11,8 @@ Ternary matrices become `TernaryWeight` (2-bit codes in 128-value groups, see it
   block_scales = d as float32 [M, K/256], scale_block = 256.
 * TQ1_0: base-3 packing has no 2-bit view; it is repacked once at load into the TQ2_0 code order
   (shifts 0,2,4,6), so TQ1_0 and TQ2_0 files of the same weights give identical `TernaryWeight`s.
+* TL1 (Tritium's tiles, core/formats/tl1_layout.py): a `TL1Weight` whose tiles view the file, served by
+  the lookup-table kernel of core/compute/tl1_lut.py (no 2-bit codes).
 
 Float tensors (embeddings, norms, dense linears): F32/F16 stay views of the file; BF16 and Q8_0 are
 dequantized to float32 once.
@@ -99,9 +101,9 @@ def ternary_from_tq1_0(name: str, raw: np.ndarray, ne: tuple[int, ...]) -> Terna
 
 
 def _ternary_from_tl1(name: str, raw: np.ndarray, ne: tuple[int, ...]) -> TernaryWeight:
-    from tritium.core.formats.tl1_layout import ternary_from_tl1  # Tritium TL1: repacked once at load
+    from tritium.core.formats.tl1_layout import tl1_weight  # Tritium TL1: tiles served in place (LUT kernel)
 
-    return ternary_from_tl1(name, raw, ne)
+    return tl1_weight(name, raw, ne)
 
 
 TERNARY_DECODERS = {"I2_S": ternary_from_i2s, "TQ2_0": ternary_from_tq2_0, "TQ1_0": ternary_from_tq1_0,

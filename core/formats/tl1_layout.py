@@ -7,15 +7,17 @@ fixed tiling that does not depend on per-shape codegen: tiles of 16 rows x 32 va
 [M/16][K/32][16 rows][8 bytes], byte b of a tile row = pair 2b (high nibble) | pair 2b+1 (low nibble);
 then one float32 scale per tensor and 28 padding bytes (M*K/4 + 32 bytes in all, like I2_S).
 
-The decoder repacks once at load into compact 2-bit codes (TQ2_0 plane order), in row chunks so the
-temporary memory stays small. A lookup-table kernel that reads the tiles in place is future work.
+The loader serves TL1 in place (`tl1_weight`): a `TL1Weight` whose tiles view the file, read by the
+lookup-table kernel of core/compute/tl1_lut.py. `ternary_from_tl1` (the repack into compact 2-bit codes
+in TQ2_0 plane order, in row chunks so the temporary memory stays small) remains for the quantizer's
+sources and tests.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from tritium.core.errors import ModelFormatError
-from tritium.core.model.weights import TQ2_PLANE_SHIFTS, TernaryWeight
+from tritium.core.model.weights import TQ2_PLANE_SHIFTS, TernaryWeight, TL1Weight
 
 TL1_LAYOUT_KEY = "tritium.tl1.layout"
 TL1_LAYOUT = "tritium-tl1-v1"
@@ -55,15 +57,7 @@ def ternary_from_tl1(name: str, raw: np.ndarray, ne: tuple[int, ...]) -> Ternary
     """TL1 bytes -> TernaryWeight (compact TQ2_0-order codes, one float32 scale per tensor)."""
     from tritium.core.formats.runtime_layout import pack_tq2_codes
 
-    K = ne[0]
-    M = 1
-    for d in ne[1:]:
-        M *= d
-    if K % TL1_BK or M % TL1_BM:
-        raise ModelFormatError(f"tensor '{name}': TL1 needs K % {TL1_BK} == 0 and M % {TL1_BM} == 0, "
-                               f"found K={K}, M={M}")
-    if K % 128:
-        raise ModelFormatError(f"tensor '{name}': Tritium's runtime needs K % 128 == 0, found K={K}")
+    K, M = _tl1_dims(name, ne)
     codes = np.empty((M, K // 4), np.uint8)
     step = _CHUNK_TILE_ROWS * TL1_BM
     for r0 in range(0, M, step):
@@ -78,3 +72,34 @@ def ternary_from_tl1(name: str, raw: np.ndarray, ne: tuple[int, ...]) -> Ternary
     return TernaryWeight(name=name, out_features=M, in_features=K, codes=codes,
                          plane_shifts=TQ2_PLANE_SHIFTS,
                          block_scales=np.full((M, 1), scale, dtype=np.float32), scale_block=K)
+
+
+def _tl1_dims(name: str, ne: tuple[int, ...]) -> tuple[int, int]:
+    K = ne[0]
+    M = 1
+    for d in ne[1:]:
+        M *= d
+    if K % TL1_BK or M % TL1_BM:
+        raise ModelFormatError(f"tensor '{name}': TL1 needs K % {TL1_BK} == 0 and M % {TL1_BM} == 0, "
+                               f"found K={K}, M={M}")
+    if K % 128:
+        raise ModelFormatError(f"tensor '{name}': Tritium's runtime needs K % 128 == 0, found K={K}")
+    return K, M
+
+
+def tl1_weight(name: str, raw: np.ndarray, ne: tuple[int, ...]) -> TL1Weight:
+    """TL1 bytes -> TL1Weight whose tiles view `raw` (no repack). Every nibble is checked once to be a
+    pair index (0..8): the lookup-table kernel trusts them."""
+    K, M = _tl1_dims(name, ne)
+    n = M * K // 4
+    tiles = raw[:n].reshape(M // TL1_BM, K // TL1_BK, TL1_BM, 8)
+    step = _CHUNK_TILE_ROWS * TL1_BM * K // 4
+    for b0 in range(0, n, step):
+        chunk = raw[b0:min(n, b0 + step)]
+        if ((chunk >> 4) > 8).any() or ((chunk & 15) > 8).any():
+            r0, r1 = b0 * 4 // K, min(M, (b0 + step) * 4 // K)
+            raise ModelFormatError(f"tensor '{name}': TL1 pair index above 8 in rows {r0}..{r1} "
+                                   "(corrupted data)")
+    scale = np.float32(raw[n:n + 4].view("<f4")[0])
+    return TL1Weight(name=name, out_features=M, in_features=K, codes=None, plane_shifts=TQ2_PLANE_SHIFTS,
+                     block_scales=np.full((M, 1), scale, dtype=np.float32), scale_block=K, tiles=tiles)

@@ -55,6 +55,42 @@ class TernaryWeight:
 
 
 @dataclass
+class TL1Weight(TernaryWeight):
+    """A Tritium TL1 matrix served in place by the lookup-table kernel (core/compute/tl1_lut.py).
+
+    `tiles` is a uint8 view of the file, [out/16, in/32, 16 rows, 8 bytes]: byte b of a tile row holds
+    the pair index 3*t0 + t1 + 4 of values (2b, 2b+1) of the tile's 32 (high nibble) and of values
+    (2b+2, 2b+3) (low nibble). There are no 2-bit `codes` (None): kernels that read codes must not get
+    a TL1Weight. `plane_shifts` is the identity (0, 2, 4, 6) so packed activations keep their order;
+    `block_scales` [out, 1] holds the one per-tensor scale, scale_block = in_features.
+    """
+
+    tiles: np.ndarray | None = None
+
+    def rows(self, r0: int, r1: int) -> TL1Weight:
+        """The rows r0..r1 (multiples of 16, or r1 = out_features) as a TL1Weight viewing the same tiles."""
+        assert self.tiles is not None
+        bm = self.tiles.shape[2]
+        if r0 % bm or (r1 % bm and r1 != self.out_features):
+            raise ValueError(f"{self.name}: TL1 row ranges must start and end on multiples of {bm}")
+        return TL1Weight(self.name, r1 - r0, self.in_features, None, self.plane_shifts,
+                         self.block_scales[r0:r1], self.scale_block, self.tensor_scale,
+                         tiles=self.tiles[r0 // bm:(r1 + bm - 1) // bm])
+
+    def ternary(self) -> np.ndarray:
+        """The int8 matrix of -1/0/+1 values, [out, in] (reference path and tests only)."""
+        from tritium.core.formats.tl1_layout import tl1_trits  # formats builds on this module
+
+        assert self.tiles is not None
+        return tl1_trits(self.tiles.reshape(-1), self.out_features, self.in_features)
+
+    @property
+    def nbytes(self) -> int:
+        assert self.tiles is not None
+        return int(self.tiles.nbytes + self.block_scales.nbytes)
+
+
+@dataclass
 class DenseWeight:
     """A float matrix [out, in] (F32/F16/BF16/Q8_0 sources, dequantized to float16 or float32)."""
 
