@@ -26,6 +26,7 @@ from tritium.protos.tritium.serving.v1 import serving_pb2, serving_pb2_grpc
 from tritium.sdk import packaging
 
 from .admin import status_row
+from .confined import confined_supervisor
 from .discovery import discover
 from .errors import PluginError
 from .manifest import verify_files
@@ -38,7 +39,8 @@ COLUMNS = ("name", "kind", "version", "layer", "state", "pid", "restarts", "mani
 def _rows(start: bool) -> list[dict[str, object]]:
     found = discover()
     rows: list[dict[str, object]] = []
-    sup = Supervisor()
+    # --start launches them as production does: signature checked, sandboxed
+    sup = confined_supervisor() if start else Supervisor()
     try:
         for d in found.plugins.values():
             if d.manifest is None:
