@@ -4,11 +4,16 @@ Measured in one run, with the same kernels (tritium.core.compute.Runtime) and th
 alternating one in-process step and one plugin step so that both see the same machine load:
 
   decode tok/s in-process   Runtime.step() called directly
-  decode tok/s via plugin   BackendClient.step() -> gRPC over a unix socket -> the cpu backend plugin
-                            (logits back through shared memory)
-  ratio                     plugin / in-process (issue 4 asks >= 0.95)
-  empty Step RTT            a Step with an empty batch: the pure call cost of the hot path
-  Schedule RTT              one Schedule call to the basic scheduler plugin with an 8-request snapshot
+  decode tok/s via plugin   BackendClient.step() -> the cpu backend plugin by the fast lane (shared-memory
+                            slot + doorbell pipes, plugin_host/fastlane.py), and beside it by gRPC over
+                            the unix socket (BackendClient(fastlane=False)); logits come back through
+                            shared memory either way
+  ratio                     plugin / in-process (issue 4 asks >= 0.95), per lane
+  empty Step RTT            a Step with an empty batch: the pure call cost of the hot path, per lane
+  Schedule RTT              one Schedule call to the basic scheduler plugin with an 8-request snapshot,
+                            per lane
+
+`--no-grpc` skips the gRPC figures (fast lane only).
 
 The ratio depends on how long a step computes: on a toy model a step is a few hundred microseconds and
 the fixed call cost dominates, so pass a model of realistic size (--model, or --synthetic to write a
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=2000, help="calls per latency measurement")
     parser.add_argument("--latency-only", action="store_true", help="skip the decode comparison")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--no-grpc", action="store_true", help="measure the fast lane only")
     args = parser.parse_args(argv)
 
     from tritium.plugin_host.client import BackendClient, SchedulerClient
@@ -181,8 +187,15 @@ def main(argv: list[str] | None = None) -> int:
                 model_loaded = True
             except Exception as exc:  # report it, and still measure Schedule
                 results["empty_step_error"] = str(exc)
+        lane = backend.process.fastlane
+        results["fastlane"] = lane is not None
         if model_loaded:
-            results["empty_step_rtt_us"] = rtt_us(lambda: step_stub.Step(empty, timeout=5), args.calls)
+            if lane is not None:
+                results["empty_step_fastlane_rtt_us"] = rtt_us(
+                    lambda: lane.call("Step", empty, backend_pb2.StepResponse, 5), args.calls
+                )
+            if not args.no_grpc:
+                results["empty_step_rtt_us"] = rtt_us(lambda: step_stub.Step(empty, timeout=5), args.calls)
         snapshot = scheduler_pb2.ScheduleRequest(
             step_id=1,
             devices=[scheduler_pb2.DeviceLoad(device_id=0, capacity=64, available=True)],
@@ -197,34 +210,45 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(8)
             ],
         )
-        sched_client = SchedulerClient(sup, "basic")
-        results["schedule_rtt_us"] = rtt_us(lambda: sched_client.schedule(snapshot), args.calls)
-        results["schedule_raw_rtt_us"] = rtt_us(
-            lambda: sched.stub(
-                __import__(
-                    "tritium.protos.tritium.plugin.v1.scheduler_pb2_grpc", fromlist=["x"]
-                ).SchedulerStub
-            ).Schedule(snapshot, timeout=5),
-            args.calls,
-        )
+        if sched.process.fastlane is not None:
+            fast_sched = SchedulerClient(sup, "basic")
+            results["schedule_fastlane_rtt_us"] = rtt_us(lambda: fast_sched.schedule(snapshot), args.calls)
+        if not args.no_grpc:
+            sched_client = SchedulerClient(sup, "basic", fastlane=False)
+            results["schedule_rtt_us"] = rtt_us(lambda: sched_client.schedule(snapshot), args.calls)
+            results["schedule_raw_rtt_us"] = rtt_us(
+                lambda: sched.stub(
+                    __import__(
+                        "tritium.protos.tritium.plugin.v1.scheduler_pb2_grpc", fromlist=["x"]
+                    ).SchedulerStub
+                ).Schedule(snapshot, timeout=5),
+                args.calls,
+            )
 
         if not args.latency_only:
             prompt = [1, 15, 27, 99, 3, 8, 42, 7]
-            rounds = [
-                decode_interleaved(
-                    Path(results["model"]), client, args.threads, args.batch, args.tokens, prompt
-                )
-                for _ in range(args.rounds)
-            ]
-            inproc = [r["in_process"] for r in rounds]
-            plugin = [r["plugin"] for r in rounds]
-            results["plugin_compute_share"] = [r["plugin_compute_share"] for r in rounds]
-            results["tokens_agree"] = all(r["tokens_agree"] for r in rounds)
-            results["ratio_per_round"] = [p / i for p, i in zip(plugin, inproc, strict=True)]
-            results["decode_tok_s_in_process"] = max(inproc)
-            results["decode_tok_s_plugin"] = max(plugin)
-            results["ratio"] = statistics.median(results["ratio_per_round"])
-            results["all_rounds"] = {"in_process": inproc, "plugin": plugin}
+            # The default lane first (the fast lane when negotiated), then gRPC beside it.
+            lanes = [("", lane is not None)]
+            if lane is not None and not args.no_grpc:
+                lanes.append(("grpc_", False))
+            for prefix, use_lane in lanes:
+                client.fastlane = use_lane
+                rounds = [
+                    decode_interleaved(
+                        Path(results["model"]), client, args.threads, args.batch, args.tokens, prompt
+                    )
+                    for _ in range(args.rounds)
+                ]
+                inproc = [r["in_process"] for r in rounds]
+                plugin = [r["plugin"] for r in rounds]
+                results[prefix + "plugin_compute_share"] = [r["plugin_compute_share"] for r in rounds]
+                results[prefix + "tokens_agree"] = all(r["tokens_agree"] for r in rounds)
+                results[prefix + "ratio_per_round"] = [p / i for p, i in zip(plugin, inproc, strict=True)]
+                results[prefix + "decode_tok_s_in_process"] = max(inproc)
+                results[prefix + "decode_tok_s_plugin"] = max(plugin)
+                results[prefix + "ratio"] = statistics.median(results[prefix + "ratio_per_round"])
+                results[prefix + "all_rounds"] = {"in_process": inproc, "plugin": plugin}
+            client.fastlane = True
     finally:
         sup.close()
 
@@ -232,18 +256,28 @@ def main(argv: list[str] | None = None) -> int:
         f"plugin overhead  (threads={args.threads}, batch={args.batch}, cpus={results['cpus']}, "
         f"load avg {results['loadavg']:.1f})"
     )
+    lane_name = "fast lane" if results["fastlane"] else "gRPC (no fast lane negotiated)"
     if "ratio" in results:
         print(f"  model                      {results['model']}")
-        print(f"  decode tok/s in-process    {results['decode_tok_s_in_process']:10.1f}")
-        print(f"  decode tok/s via plugin    {results['decode_tok_s_plugin']:10.1f}")
-        print(f"  ratio plugin/in-process    {results['ratio']:10.3f}   (median of rounds; target >= 0.95)")
-        print(f"  greedy tokens identical    {results['tokens_agree']!s:>10}")
-        share = max(results["plugin_compute_share"])
-        print(f"  plugin time in Runtime     {share:10.3f}   (the rest is call overhead)")
+        for prefix, name in (("", lane_name), ("grpc_", "gRPC")):
+            if prefix + "ratio" not in results:
+                continue
+            print(f"  -- plugin calls by {name}")
+            print(f"  decode tok/s in-process    {results[prefix + 'decode_tok_s_in_process']:10.1f}")
+            print(f"  decode tok/s via plugin    {results[prefix + 'decode_tok_s_plugin']:10.1f}")
+            print(
+                f"  ratio plugin/in-process    {results[prefix + 'ratio']:10.3f}"
+                "   (median of rounds; target >= 0.95)"
+            )
+            print(f"  greedy tokens identical    {results[prefix + 'tokens_agree']!s:>10}")
+            share = max(results[prefix + "plugin_compute_share"])
+            print(f"  plugin time in Runtime     {share:10.3f}   (the rest is call overhead)")
     for key, label in (
-        ("empty_step_rtt_us", "empty Step RTT"),
-        ("schedule_rtt_us", "Schedule RTT (client)"),
-        ("schedule_raw_rtt_us", "Schedule RTT (raw stub)"),
+        ("empty_step_fastlane_rtt_us", "empty Step RTT (fast lane)"),
+        ("empty_step_rtt_us", "empty Step RTT (gRPC)"),
+        ("schedule_fastlane_rtt_us", "Schedule RTT (fast lane)"),
+        ("schedule_rtt_us", "Schedule RTT (gRPC client)"),
+        ("schedule_raw_rtt_us", "Schedule RTT (gRPC stub)"),
     ):
         if key in results:
             r = results[key]

@@ -74,8 +74,10 @@ class BackendClient:
         config: common_pb2.BackendConfig | None = None,
         step_timeout_s: float = 120.0,
         load_timeout_s: float = 600.0,
+        fastlane: bool = True,
     ) -> None:
         self._sup = supervisor
+        self.fastlane = fastlane  # send Step by the instance's fast lane when it has one
         self.plugin = plugin
         self._config = config or common_pb2.BackendConfig()
         self._step_timeout = step_timeout_s
@@ -98,6 +100,15 @@ class BackendClient:
     # ---- instance state -----------------------------------------------------------------------
     def _stub(self, inst: Instance) -> backend_pb2_grpc.BackendStub:
         return inst.stub(backend_pb2_grpc.BackendStub)
+
+    def _call_step(self, inst: Instance, req: backend_pb2.StepRequest) -> backend_pb2.StepResponse:
+        """One Step call: by the fast lane when negotiated (and enabled here), else by gRPC."""
+        lane = getattr(inst.process, "fastlane", None) if self.fastlane else None
+        if lane is not None:
+            resp = lane.call("Step", req, backend_pb2.StepResponse, self._step_timeout)
+            if resp is not None:
+                return resp
+        return self._stub(inst).Step(req, timeout=self._step_timeout)
 
     def _ensure(self, inst: Instance) -> _OnInstance:
         """Bring `inst` to this client's state (Init, LoadModel) the first time it is used."""
@@ -303,7 +314,7 @@ class BackendClient:
         req = backend_pb2.StepRequest(step_id=step_id)
         for sid, toks in batch:
             req.batch.add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), all_logits=all_logits)
-        resp = self._stub(inst).Step(req, timeout=self._step_timeout)
+        resp = self._call_step(inst, req)
         return self._read_outputs(inst, req, resp, batch, all_logits)
 
     def _pending_chunks(self, on: _OnInstance, sid: int) -> list[list[int]]:
@@ -329,7 +340,7 @@ class BackendClient:
             for sid, chunks in pending.items():
                 if r < len(chunks):
                     req.batch.add(sequence_id=sid, tokens=chunks[r], n_past=on.held.get(sid, 0))
-            resp = self._stub(on.inst).Step(req, timeout=self._step_timeout)
+            resp = self._call_step(on.inst, req)
             if len(resp.outputs) != len(req.batch):
                 raise PluginProtocolError(
                     on.inst.name, f"Step returned {len(resp.outputs)} outputs for {len(req.batch)} sequences"
@@ -406,9 +417,16 @@ class SchedulerClient:
     """
 
     def __init__(
-        self, supervisor: Supervisor, plugin: str, *, timeout_s: float = 2.0, prefill_chunk: int = 0
+        self,
+        supervisor: Supervisor,
+        plugin: str,
+        *,
+        timeout_s: float = 2.0,
+        prefill_chunk: int = 0,
+        fastlane: bool = True,
     ) -> None:
         self._sup = supervisor
+        self.fastlane = fastlane  # send Schedule by the instance's fast lane when it has one
         self.plugin = plugin
         self._timeout = timeout_s
         self.prefill_chunk = prefill_chunk  # sent with every snapshot; 0 = no per-request limit
@@ -446,6 +464,11 @@ class SchedulerClient:
         def go(inst: Instance) -> scheduler_pb2.ScheduleResponse:
             if self._config is not None and inst.key != self._configured:
                 self._apply(inst, self._config)
+            lane = getattr(inst.process, "fastlane", None) if self.fastlane else None
+            if lane is not None:
+                resp = lane.call("Schedule", request, scheduler_pb2.ScheduleResponse, self._timeout)
+                if resp is not None:
+                    return resp
             return inst.stub(scheduler_pb2_grpc.SchedulerStub).Schedule(request, timeout=self._timeout)
 
         t0 = time.perf_counter()

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritium.protos.tritium.plugin.v1 import common_pb2, common_pb2_grpc
+from tritium.sdk import fastlane as fastlane_wire
 from tritium.sdk import handshake as hs
 from tritium.sdk.base import KIND_ENUM, KIND_NAME
 from tritium.sdk.serve import MAX_MESSAGE_BYTES
 from tritium.sdk.shm import remove_segments_of
 
 from .errors import PluginHandshakeError, PluginProtocolError, PluginStartError
+from .fastlane import HostLane, enabled_by_env
 from .manifest import Manifest
 from .versioning import check_handshake
 
@@ -48,6 +50,8 @@ class PluginProcess:
     info: common_pb2.InfoResponse
     output: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
     started_at: float = field(default_factory=time.monotonic)
+    # Shared-memory lane for the hot-path calls, when the plugin took it (None: gRPC only).
+    fastlane: HostLane | None = None
 
     @property
     def pid(self) -> int:
@@ -120,12 +124,16 @@ def launch(
     env: dict[str, str] | None = None,
     handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
     health_timeout: float = HEALTH_TIMEOUT_S,
+    fastlane: bool | None = None,
 ) -> PluginProcess:
     """Start the plugin of `manifest` and return it ready to call.
 
     Raises PluginHandshakeError (no/garbage handshake), IncompatiblePluginError (protocol or contract
     version), PluginStartError (exited, failed health check) or PluginProtocolError (Info disagrees with
     the manifest). On any error the process is killed before raising.
+
+    `fastlane` (default: on unless $TRITIUM_FASTLANE=0) passes the plugin a shared-memory lane for its
+    hot-path calls (see fastlane.py) and negotiates it; a plugin that declines is served by gRPC only.
     """
     argv = manifest.command()
     penv = dict(os.environ if env is None else env)
@@ -138,6 +146,9 @@ def launch(
             "TRITIUM_PLUGIN_WATCH_STDIN": "1",
         }
     )
+    lane = HostLane() if (enabled_by_env() if fastlane is None else fastlane) else None
+    if lane is not None:
+        penv[fastlane_wire.ENV] = lane.env_value()
     if sandbox is not None:
         argv, penv = sandbox(manifest, argv, penv)
     try:
@@ -153,9 +164,14 @@ def launch(
             # and get a CPU share of its own, unlike the same kernels run in-process.
             process_group=0,
             close_fds=True,
+            pass_fds=lane.child_fds() if lane is not None else (),
         )
     except OSError as exc:
+        if lane is not None:
+            lane.close()
         raise PluginStartError(manifest.name, f"cannot execute entry {argv}: {exc}") from None
+    if lane is not None:
+        lane.after_spawn()
     channel = None
     handshake = None
     try:
@@ -213,7 +229,11 @@ def launch(
             raise PluginProtocolError(
                 manifest.name, "Info disagrees with the manifest: " + ", ".join(mismatches)
             )
+        if lane is not None and not lane.negotiate(channel, health_timeout):
+            lane = None
     except BaseException:
+        if lane is not None:
+            lane.close()
         if channel is not None:
             channel.close()
         _kill(proc, handshake.address if handshake is not None else "")
@@ -221,7 +241,7 @@ def launch(
     log.info(
         "plugin %s %s ready: pid %d, socket %s", manifest.name, manifest.version, proc.pid, handshake.address
     )
-    return PluginProcess(manifest, proc, handshake, channel, info, output)
+    return PluginProcess(manifest, proc, handshake, channel, info, output, fastlane=lane)
 
 
 def _kill(proc: subprocess.Popen, socket_path: str = "") -> None:
@@ -276,5 +296,7 @@ def stop(plugin: PluginProcess, *, drain: bool = True, deadline_s: float = 5.0) 
             except subprocess.TimeoutExpired:
                 pass
     plugin.channel.close()
+    if plugin.fastlane is not None:
+        plugin.fastlane.close()
     _kill(proc, plugin.handshake.address)
     return proc.returncode

@@ -356,6 +356,10 @@ class Supervisor:
         detected = time.monotonic()
         inst.dead = True
         remove_leftovers(inst.pid, inst.process.handshake.address)
+        lane = getattr(inst.process, "fastlane", None)
+        if lane is not None:
+            lane.peer_gone = True
+            lane.close(wait_s=1.0)  # a call in flight sees EOF (or peer_gone) and closes it itself
         with self._lock:
             if mp.instance is not inst or self._closed:
                 return  # a deliberate stop or replace, not a crash

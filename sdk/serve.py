@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tritium.protos.tritium.plugin.v1 import common_pb2, common_pb2_grpc
 
-from . import handshake
+from . import fastlane, handshake
 from .base import KIND_ENUM, REGISTRARS, PluginBase
 from .config import ConfigError
 from .shm import remove_segments_of
@@ -63,6 +63,11 @@ class _InFlight(grpc.ServerInterceptor):
         self.count = 0
         self._lock = threading.Lock()
 
+    def add(self, delta: int) -> None:
+        """Count calls that did not come through gRPC (the fast lane)."""
+        with self._lock:
+            self.count += delta
+
     def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001, ANN201
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
@@ -85,6 +90,17 @@ class _InFlight(grpc.ServerInterceptor):
         )
 
 
+def _request_class(kind: str, method: str) -> type:
+    """The request message class of `method` of `kind`'s service."""
+    if kind == "backend":
+        from tritium.protos.tritium.plugin.v1 import backend_pb2
+
+        return getattr(backend_pb2, f"{method}Request")
+    from tritium.protos.tritium.plugin.v1 import scheduler_pb2
+
+    return getattr(scheduler_pb2, f"{method}Request")
+
+
 class _PluginService(common_pb2_grpc.PluginServicer):
     """The common `tritium.plugin.v1.Plugin` service, delegating to the author's hooks."""
 
@@ -98,6 +114,9 @@ class _PluginService(common_pb2_grpc.PluginServicer):
         self._inflight = inflight
         self.drain_deadline_s = 5.0
         self.drain = True
+        self._lane: fastlane.FastLaneServer | None = None
+        self._lane_methods: list[str] = []
+        self._lane_lock = threading.Lock()
 
     def Info(self, request, context):  # noqa: ANN001, ANN201, N802
         return common_pb2.InfoResponse(
@@ -127,6 +146,30 @@ class _PluginService(common_pb2_grpc.PluginServicer):
 
     def Metrics(self, request, context):  # noqa: ANN001, ANN201, N802
         return common_pb2.MetricsResponse(metrics=self._servicer.metrics())
+
+    def FastLane(self, request, context):  # noqa: ANN001, ANN201, N802
+        with self._lane_lock:
+            if self._lane is not None:
+                return common_pb2.FastLaneResponse(enabled=True, methods=self._lane_methods)
+            value = os.environ.get(fastlane.ENV, "")
+            names = fastlane.METHODS_OF_KIND.get(self._servicer.kind, ())
+            if not value or not names:
+                why = "no fast lane was passed at spawn" if not value else "this kind has no hot path"
+                return common_pb2.FastLaneResponse(enabled=False, reason=why)
+            try:
+                fd_in, fd_out, slot_fd, slot_bytes = fastlane.parse_env(value)
+                if request.slot_bytes and request.slot_bytes != slot_bytes:
+                    raise ValueError(f"slot is {slot_bytes} bytes here, {request.slot_bytes} at the host")
+                kind, svc = self._servicer.kind, self._servicer
+                methods = {fastlane.METHOD_IDS[n]: (_request_class(kind, n), getattr(svc, n)) for n in names}
+                lane = fastlane.FastLaneServer(
+                    fd_in, fd_out, slot_fd, slot_bytes, methods, on_call=self._inflight.add
+                )
+            except (ValueError, OSError) as exc:
+                return common_pb2.FastLaneResponse(enabled=False, reason=str(exc))
+            lane.start()
+            self._lane, self._lane_methods = lane, list(names)
+            return common_pb2.FastLaneResponse(enabled=True, methods=names)
 
     def Shutdown(self, request, context):  # noqa: ANN001, ANN201, N802
         self.drain = request.drain

@@ -103,6 +103,49 @@ def test_sigkill_mid_generation_gives_exactly_the_undisturbed_tokens(sup, client
     assert client.replayed_steps - replayed == 11  # the prompt step and 10 decode steps, one by one
 
 
+def test_fast_lane_step_equals_the_grpc_step(sup, client):
+    lane = sup.instance("cpu").process.fastlane
+    assert lane is not None and "Step" in lane.methods  # negotiated by default
+    before = lane.calls
+    by_lane = client.eval(client.new_sequence(), PROMPT, all_logits=True)
+    assert lane.calls == before + 1
+    client.fastlane = False
+    try:
+        by_grpc = client.eval(client.new_sequence(), PROMPT, all_logits=True)
+    finally:
+        client.fastlane = True
+    assert lane.calls == before + 1
+    np.testing.assert_array_equal(by_lane, by_grpc)
+
+
+def test_sigkill_mid_fast_lane_step_is_retried_with_the_undisturbed_tokens(
+    sup, client, in_process_tokens, monkeypatch
+):
+    from tritium.plugin_host.fastlane import HostLane
+
+    mp = sup.get("cpu")
+    restarts, first = mp.restarts, mp.instance
+    assert first.process.fastlane is not None
+    real_answer, stopped = HostLane._answer, []
+
+    def stop_at_10(i):
+        if i == 10:  # frozen, so the next Step cannot be answered before the kill below
+            os.kill(first.pid, signal.SIGSTOP)
+            stopped.append(first.pid)
+
+    def kill_in_flight(self, method, response_cls, timeout):  # noqa: ANN001
+        if stopped and stopped[-1] == first.pid and method == "Step":
+            stopped.append(0)
+            os.kill(first.pid, signal.SIGKILL)  # the request is in the slot, the doorbell rung
+        return real_answer(self, method, response_cls, timeout)
+
+    monkeypatch.setattr(HostLane, "_answer", kill_in_flight)
+    assert _greedy(client.eval, client.new_sequence, N_NEW, on_step=stop_at_10) == in_process_tokens
+    assert stopped == [first.pid, 0] and first.process.fastlane.closed
+    assert mp.restarts == restarts + 1 and mp.state == PluginState.READY
+    assert mp.instance.process.fastlane is not None and mp.instance.process.fastlane.calls > 0
+
+
 def test_batched_step_equals_single_sequence_steps(client, runtime):
     prompts = [PROMPT[:9], PROMPT[:17], PROMPT]
     seqs = [client.new_sequence() for _ in prompts]

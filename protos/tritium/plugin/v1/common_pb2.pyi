@@ -216,3 +216,19 @@ class ShutdownResponse(_message.Message):
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     in_flight: int
     def __init__(self, in_flight: _Optional[int] = ...) -> None: ...
+
+class FastLaneRequest(_message.Message):
+    __slots__ = ("slot_bytes",)
+    SLOT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    slot_bytes: int
+    def __init__(self, slot_bytes: _Optional[int] = ...) -> None: ...
+
+class FastLaneResponse(_message.Message):
+    __slots__ = ("enabled", "methods", "reason")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    methods: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, enabled: _Optional[bool] = ..., methods: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -55,6 +55,11 @@ class PluginStub:
                 request_serializer=tritium_dot_plugin_dot_v1_dot_common__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=tritium_dot_plugin_dot_v1_dot_common__pb2.ShutdownResponse.FromString,
                 _registered_method=True)
+        self.FastLane = channel.unary_unary(
+                '/tritium.plugin.v1.Plugin/FastLane',
+                request_serializer=tritium_dot_plugin_dot_v1_dot_common__pb2.FastLaneRequest.SerializeToString,
+                response_deserializer=tritium_dot_plugin_dot_v1_dot_common__pb2.FastLaneResponse.FromString,
+                _registered_method=True)
 
 
 class PluginServicer:
@@ -89,6 +94,14 @@ class PluginServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FastLane(self, request, context):
+        """Start serving the hot-path calls on the fast lane passed at spawn (optional: UNIMPLEMENTED or
+        enabled=false means gRPC only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PluginServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_PluginServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=tritium_dot_plugin_dot_v1_dot_common__pb2.ShutdownRequest.FromString,
                     response_serializer=tritium_dot_plugin_dot_v1_dot_common__pb2.ShutdownResponse.SerializeToString,
+            ),
+            'FastLane': grpc.unary_unary_rpc_method_handler(
+                    servicer.FastLane,
+                    request_deserializer=tritium_dot_plugin_dot_v1_dot_common__pb2.FastLaneRequest.FromString,
+                    response_serializer=tritium_dot_plugin_dot_v1_dot_common__pb2.FastLaneResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class Plugin:
             '/tritium.plugin.v1.Plugin/Shutdown',
             tritium_dot_plugin_dot_v1_dot_common__pb2.ShutdownRequest.SerializeToString,
             tritium_dot_plugin_dot_v1_dot_common__pb2.ShutdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FastLane(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tritium.plugin.v1.Plugin/FastLane',
+            tritium_dot_plugin_dot_v1_dot_common__pb2.FastLaneRequest.SerializeToString,
+            tritium_dot_plugin_dot_v1_dot_common__pb2.FastLaneResponse.FromString,
             options,
             channel_credentials,
             insecure,
