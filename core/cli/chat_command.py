@@ -23,11 +23,9 @@ from tritium.core.cli.model_options import (
 from tritium.core.engine.generate import context_size, generate
 from tritium.core.engine.prompt_cache import PromptCache
 from tritium.core.errors import ContextOverflowError
+from tritium.core.tokenizer import FALLBACK_TURN_MARKERS
 
 EXIT_COMMANDS = ("/exit", "/quit")
-# With no template of its own the model gets the tokenizer's fallback one, whose role markers are plain
-# text: stop before the model starts writing the next turn itself.
-FALLBACK_TURN_MARKERS = ("<|user|>", "<|assistant|>", "<|system|>")
 
 
 def register(subparsers: Any) -> None:

@@ -39,15 +39,13 @@ from tritium.core.serving.request_limits import (
 )
 from tritium.core.serving.request_stream import RequestHandle, RequestOutput
 from tritium.core.serving.serving_config import ServingConfig
+from tritium.core.tokenizer import FALLBACK_TURN_MARKERS
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": what} for code, what in (
         (400, "invalid request (the error names the field)"), (404, "unknown model"),
         (429, "admission queue full; see Retry-After"), (503, "shutting down"))}
 DISCONNECT_POLL_S = 0.1
-# The tokenizer's fallback chat template (for models without one) marks turns with plain text: stop
-# before the model writes the next turn itself, as `tritium chat` does.
-FALLBACK_TURN_MARKERS = ("<|user|>", "<|assistant|>", "<|system|>")
 SEED_MASK = (1 << 64) - 1
 
 
@@ -199,26 +197,12 @@ class _OpenAIFrontend:
 
     async def _stream_completion(self, handles: list[RequestHandle], job: _Job, head: dict[str, Any],
                                  want_logprobs: bool, body: CompletionRequest) -> AsyncIterator[str]:
-        last: dict[int, RequestOutput] = {}
-        finished = 0
-        async for i, e in _merged(handles):
-            last[i] = e
-            if e.finish_reason == "error":
-                yield _event({"error": {"message": e.error, "type": "server_error", "param": None,
-                                        "code": None}})
-                return
-            finished += e.finish_reason is not None
-            if not e.text and e.finish_reason is None and not want_logprobs:
-                continue  # nothing to tell the client yet (held-back bytes or stop-string prefix)
-            choice = {"index": i, "text": e.text, "finish_reason": _finish(e),
-                      "logprobs": self._completion_logprobs([e]) if want_logprobs else None}
-            chunk = {**head, "choices": [choice]}
-            if finished == len(handles) and not _include_usage(body):
-                chunk["usage"] = _usage(job, [[last[k]] for k in range(len(handles))])
-            yield _event(chunk)
-        if _include_usage(body):
-            usage = _usage(job, [[last[k]] for k in range(len(handles))])
-            yield _event({**head, "choices": [], "usage": usage})
+        def choice(i: int, e: RequestOutput) -> dict[str, Any]:
+            return {"index": i, "text": e.text, "finish_reason": _finish(e),
+                    "logprobs": self._completion_logprobs([e]) if want_logprobs else None}
+
+        async for event in _stream_choices(handles, job, head, want_logprobs, body, choice):
+            yield event
 
     def _completion_logprobs(self, events: Sequence[RequestOutput]) -> dict[str, Any]:
         tokens, token_logprobs, top, offsets = [], [], [], []
@@ -273,27 +257,14 @@ class _OpenAIFrontend:
         for i in range(len(handles)):
             yield _event({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
                                                "logprobs": None, "finish_reason": None}]})
-        last: dict[int, RequestOutput] = {}
-        finished = 0
-        async for i, e in _merged(handles):
-            last[i] = e
-            if e.finish_reason == "error":
-                yield _event({"error": {"message": e.error, "type": "server_error", "param": None,
-                                        "code": None}})
-                return
-            finished += e.finish_reason is not None
-            if not e.text and e.finish_reason is None and not want_logprobs:
-                continue  # nothing to tell the client yet (held-back bytes or stop-string prefix)
-            choice = {"index": i, "delta": {"content": e.text} if e.text else {},
-                      "logprobs": {"content": self._chat_logprobs([e])} if want_logprobs else None,
-                      "finish_reason": _finish(e)}
-            chunk = {**head, "choices": [choice]}
-            if finished == len(handles) and not _include_usage(body):
-                chunk["usage"] = _usage(job, [[last[k]] for k in range(len(handles))])
-            yield _event(chunk)
-        if _include_usage(body):
-            usage = _usage(job, [[last[k]] for k in range(len(handles))])
-            yield _event({**head, "choices": [], "usage": usage})
+
+        def choice(i: int, e: RequestOutput) -> dict[str, Any]:
+            return {"index": i, "delta": {"content": e.text} if e.text else {},
+                    "logprobs": {"content": self._chat_logprobs([e])} if want_logprobs else None,
+                    "finish_reason": _finish(e)}
+
+        async for event in _stream_choices(handles, job, head, want_logprobs, body, choice):
+            yield event
 
     def _chat_logprobs(self, events: Sequence[RequestOutput]) -> list[dict[str, Any]]:
         def entry(token_id: int, logprob: float | None) -> dict[str, Any]:
@@ -405,6 +376,30 @@ def _cancel_unfinished(handles: Sequence[RequestHandle]) -> None:
         if not h.finished:
             h.cancel()
 
+
+
+async def _stream_choices(handles: list[RequestHandle], job: _Job, head: dict[str, Any], want_logprobs: bool,
+                          body: CompletionRequest | ChatCompletionRequest,
+                          choice: Callable[[int, RequestOutput], dict[str, Any]]) -> AsyncIterator[str]:
+    """SSE events of n merged request streams, one chunk per event `choice` turns into an OpenAI choice;
+    usage on the last chunk, or in a chunk of its own when `stream_options.include_usage` asks for it."""
+    last: dict[int, RequestOutput] = {}
+    finished = 0
+    async for i, e in _merged(handles):
+        last[i] = e
+        if e.finish_reason == "error":
+            yield _event({"error": {"message": e.error, "type": "server_error", "param": None, "code": None}})
+            return
+        finished += e.finish_reason is not None
+        if not e.text and e.finish_reason is None and not want_logprobs:
+            continue  # nothing to tell the client yet (held-back bytes or stop-string prefix)
+        chunk = {**head, "choices": [choice(i, e)]}
+        if finished == len(handles) and not _include_usage(body):
+            chunk["usage"] = _usage(job, [[last[k]] for k in range(len(handles))])
+        yield _event(chunk)
+    if _include_usage(body):
+        usage = _usage(job, [[last[k]] for k in range(len(handles))])
+        yield _event({**head, "choices": [], "usage": usage})
 
 async def _merged(handles: Sequence[RequestHandle]) -> AsyncIterator[tuple[int, RequestOutput]]:
     """Events of several requests as they come, tagged with the request's index."""

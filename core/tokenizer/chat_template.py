@@ -34,6 +34,9 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
+# Its role markers are plain text, so a model using it needs them as stop strings: otherwise it goes on to
+# write the next turn itself.
+FALLBACK_TURN_MARKERS = ("<|user|>", "<|assistant|>", "<|system|>")
 
 
 class _TemplateRaisedError(Exception):
