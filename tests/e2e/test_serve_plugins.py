@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import grpc
@@ -30,25 +27,19 @@ from tritium.protos.tritium.serving.v1 import serving_pb2 as pb
 from tritium.protos.tritium.serving.v1 import serving_pb2_grpc
 
 from tests.conftest import BITNETCPP_FIXTURES, REPO
+from tests.serving.server_process import free_port, start_server
 
 MODEL = BITNETCPP_FIXTURES / "bitnet-b158-tiny.i2_s.gguf"
 MODEL_ID = "bitnet-b158-tiny.i2_s"
-STARTUP_TIMEOUT_S = 120
 PROMPTS = ["One", "Two words", "A third, longer prompt about nothing at all", "4", "The quick brown fox",
            "Hello there"]
 MAX_TOKENS = 40
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(HTTP base URL, Admin stub, server log path) of one `tritium serve` with plugins."""
-    port, admin_port = _free_port(), _free_port()
+    port, admin_port = free_port(), free_port()
     folder = tmp_path_factory.mktemp("serve-plugins")
     config = folder / "serving.toml"
     # f32 KV: with the fp16 emulation of an i8_s model (bitnet.cpp's rounding), a step rounds differently
@@ -58,25 +49,8 @@ def served(tmp_path_factory):
     config.write_text("[serving]\nmax_batch_size = 8\nprefill_chunk = 64\nmax_batch_tokens = 512\n"
                       "max_queue = 32\nn_ctx = 512\nscheduler_type = \"latency\"\nkv_dtype = \"f32\"\n")
     log = folder / "server.log"
-    with log.open("w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tritium.core.cli", "serve", "--model", str(MODEL), "--port", str(port),
-             "--admin-port", str(admin_port), "--config", str(config), "--threads", "1"],
-            cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the server did not answer /health within {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
-        time.sleep(0.2)
+    args = ["--model", str(MODEL), "--admin-port", str(admin_port), "--config", str(config), "--threads", "1"]
+    proc, base = start_server(args, port, log)
     channel = grpc.insecure_channel(f"127.0.0.1:{admin_port}")
     admin = serving_pb2_grpc.AdminStub(channel)
     pids = [p.pid for p in admin.ListPlugins(pb.ListPluginsRequest(), timeout=10).plugins]

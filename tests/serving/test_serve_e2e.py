@@ -11,9 +11,7 @@ import asyncio
 import json
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import grpc
@@ -27,45 +25,22 @@ from tritium.core.sampling import SamplingParams
 from tritium.protos.tritium.serving.v1 import serving_pb2 as pb
 from tritium.protos.tritium.serving.v1 import serving_pb2_grpc
 
-from tests.conftest import BITNETCPP_FIXTURES, REPO
+from tests.conftest import BITNETCPP_FIXTURES
+from tests.serving.server_process import free_port, start_server
 
 MODEL = BITNETCPP_FIXTURES / "bitnet-b158-tiny.i2_s.gguf"
 MODEL_ID = "bitnet-b158-tiny.i2_s"
-STARTUP_TIMEOUT_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(HTTP base URL, gRPC port) of one `tritium serve` process for the whole module."""
-    port, grpc_port = _free_port(), _free_port()
+    port, grpc_port = free_port(), free_port()
     config = tmp_path_factory.mktemp("serve") / "serving.toml"
     config.write_text("[serving]\nmax_batch_size = 8\nprefill_chunk = 32\nmax_queue = 32\nn_ctx = 1024\n")
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    with log.open("w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tritium.core.cli", "serve", "--model", str(MODEL), "--host", "127.0.0.1",
-             "--port", str(port), "--grpc-port", str(grpc_port), "--config", str(config), "--threads", "1"],
-            cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the server did not answer /health within {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
-        time.sleep(0.2)
+    proc, base = start_server(["--model", str(MODEL), "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
+                               "--config", str(config), "--threads", "1"], port, log)
     yield base, grpc_port
     proc.terminate()  # SIGTERM: uvicorn shuts down, the lifespan stops the engine, the signal ends it
     try:
