@@ -25,6 +25,7 @@ from tritium.sdk.base import KIND_ENUM, KIND_NAME
 from tritium.sdk.serve import MAX_MESSAGE_BYTES
 from tritium.sdk.shm import remove_segments_of
 
+from .blocked_calls import BlockedCallWatch
 from .errors import PluginHandshakeError, PluginProtocolError, PluginStartError
 from .fastlane import HostLane, enabled_by_env
 from .manifest import Manifest
@@ -52,6 +53,8 @@ class PluginProcess:
     started_at: float = field(default_factory=time.monotonic)
     # Shared-memory lane for the hot-path calls, when the plugin took it (None: gRPC only).
     fastlane: HostLane | None = None
+    # The core's end of the sandbox's seccomp listener (None: not sandboxed).
+    blocked_calls: BlockedCallWatch | None = None
 
     @property
     def pid(self) -> int:
@@ -149,8 +152,13 @@ def launch(
     lane = HostLane() if (enabled_by_env() if fastlane is None else fastlane) else None
     if lane is not None:
         penv[fastlane_wire.ENV] = lane.env_value()
+    watch = None
     if sandbox is not None:
+        # Before the hook: the hook filters the environment it passes on (TRITIUM_* stays).
+        watch = BlockedCallWatch(manifest.name)
+        penv.update(watch.env())
         argv, penv = sandbox(manifest, argv, penv)
+    fds = (*(lane.child_fds() if lane is not None else ()), *((watch.child_fd(),) if watch else ()))
     try:
         proc = subprocess.Popen(
             argv,
@@ -164,14 +172,18 @@ def launch(
             # and get a CPU share of its own, unlike the same kernels run in-process.
             process_group=0,
             close_fds=True,
-            pass_fds=lane.child_fds() if lane is not None else (),
+            pass_fds=fds,
         )
     except OSError as exc:
         if lane is not None:
             lane.close()
+        if watch is not None:
+            watch.close()
         raise PluginStartError(manifest.name, f"cannot execute entry {argv}: {exc}") from None
     if lane is not None:
         lane.after_spawn()
+    if watch is not None:
+        watch.after_spawn()
     channel = None
     handshake = None
     try:
@@ -229,6 +241,8 @@ def launch(
             raise PluginProtocolError(
                 manifest.name, "Info disagrees with the manifest: " + ", ".join(mismatches)
             )
+        if watch is not None:
+            watch.ready = True  # from now on a blocked call is the plugin's doing, not its start
         if lane is not None and not lane.negotiate(channel, health_timeout):
             lane = None
     except BaseException:
@@ -237,11 +251,13 @@ def launch(
         if channel is not None:
             channel.close()
         _kill(proc, handshake.address if handshake is not None else "")
+        if watch is not None:
+            watch.close()
         raise
     log.info(
         "plugin %s %s ready: pid %d, socket %s", manifest.name, manifest.version, proc.pid, handshake.address
     )
-    return PluginProcess(manifest, proc, handshake, channel, info, output, fastlane=lane)
+    return PluginProcess(manifest, proc, handshake, channel, info, output, fastlane=lane, blocked_calls=watch)
 
 
 def _kill(proc: subprocess.Popen, socket_path: str = "") -> None:
@@ -299,4 +315,6 @@ def stop(plugin: PluginProcess, *, drain: bool = True, deadline_s: float = 5.0) 
     if plugin.fastlane is not None:
         plugin.fastlane.close()
     _kill(proc, plugin.handshake.address)
+    if plugin.blocked_calls is not None:
+        plugin.blocked_calls.close()
     return proc.returncode

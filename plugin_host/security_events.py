@@ -23,11 +23,13 @@ _lock = threading.Lock()
 _counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
 
 
-def record(plugin: str, event: str, reason: str, detail: str = "") -> None:
-    """Count one security event (`event` is `rejected`, `killed` or `unsigned_allowed`) and log it."""
+def record(plugin: str, event: str, reason: str, detail: str = "", *, level: int = logging.WARNING) -> None:
+    """Count one security event and log it. `event` is `rejected`, `stopped`, `unsigned_allowed`,
+    or `blocked` / `blocked_at_start` (a call the sandbox refused inside the plugin; `reason` is
+    the syscall)."""
     with _lock:
         _counts[(plugin, event, reason)] += 1
-    log.warning("security: plugin %s %s (%s)%s", plugin, event, reason, f": {detail}" if detail else "")
+    log.log(level, "security: plugin %s %s (%s)%s", plugin, event, reason, f": {detail}" if detail else "")
 
 
 def counts() -> dict[tuple[str, str, str], int]:

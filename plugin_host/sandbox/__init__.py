@@ -7,6 +7,7 @@
     namespaces.py      uid 65534, user + network namespaces
     landlock.py        filesystem allow-list, no TCP, signals/abstract sockets scoped (ctypes syscalls)
     seccomp_profile.py the syscall deny-list (libseccomp via pyseccomp)
+    seccomp_notify.py  seccomp user notification: the kernel ABI, handing the listener to the core
     doctor.py          what the kernel offers, what a running plugin has
 
 This package's __init__ imports nothing: the launcher must start without any thread (importing gRPC

@@ -10,7 +10,9 @@ seccomp bind the calling thread and everything it execs. Order matters:
   3. user + network namespaces (maps 65534 inside to our ids outside);
   4. no_new_privs;
   5. Landlock (filesystem allow-list, no TCP, IPC scoped to the sandbox);
-  6. seccomp (last: the steps above need syscalls it denies, e.g. unshare);
+  6. seccomp (last: the steps above need syscalls it denies, e.g. unshare); its listener (blocked
+     calls the core is told about) goes to the core over the socket in $TRITIUM_SANDBOX_LISTENER_FD,
+     and the launcher closes its copy, and that socket, before exec;
   7. execve.
 A confinement the spec requires that cannot be applied ends the launcher with status 121 and one
 line on stderr naming it, before the plugin runs. `--probe` applies everything the spec asks for but
@@ -34,6 +36,15 @@ class _MissingError(Exception):
 def apply(spec: dict, *, probe: bool = False) -> dict[str, str]:
     """Apply the confinements of `spec` in order; returns {confinement: "ok" | "skipped: why"}. Raises
     _MissingError for a required confinement that failed (never in probe mode)."""
+    listener = _listener_socket()
+    try:
+        return _apply_steps(spec, probe, listener)
+    finally:
+        if listener is not None:
+            os.close(listener)  # never inherited by the plugin
+
+
+def _apply_steps(spec: dict, probe: bool, listener: int | None) -> dict[str, str]:
     from . import landlock, namespaces, rlimits, seccomp_profile
 
     if "seccomp" in spec.get("confinements", ()):
@@ -41,7 +52,6 @@ def apply(spec: dict, *, probe: bool = False) -> dict[str, str]:
             import pyseccomp  # noqa: F401  (loaded now: after Landlock its files may be out of reach)
         except (ImportError, OSError):
             pass
-
     if spec.get("cpus"):
         os.sched_setaffinity(0, spec["cpus"])  # placement, not a confinement
     required = set() if probe else set(spec.get("required", ()))
@@ -76,11 +86,22 @@ def apply(spec: dict, *, probe: bool = False) -> dict[str, str]:
         return f"handled fs {r.fs:#x} net {r.net:#x} scoped {r.scoped:#x}"
 
     step("landlock", restrict)
-    step(
-        "seccomp",
-        lambda: f"{seccomp_profile.install(allow_subprocesses=spec.get('subprocesses', False))} rules",
-    )
+
+    def seccomp() -> str:
+        subprocesses = spec.get("subprocesses", False)
+        n = seccomp_profile.install(allow_subprocesses=subprocesses, listener_socket=listener)
+        return f"{n} rules" + (", blocked calls reported to the core" if listener is not None else "")
+
+    step("seccomp", seccomp)
     return done
+
+
+def _listener_socket() -> int | None:
+    """The core's socket for the seccomp listener ($TRITIUM_SANDBOX_LISTENER_FD), if it gave one."""
+    from .seccomp_notify import LISTENER_ENV
+
+    value = os.environ.pop(LISTENER_ENV, "")
+    return int(value) if value.isdigit() else None
 
 
 def _identity(namespaces, spec: dict) -> str:  # noqa: ANN001

@@ -154,7 +154,14 @@ def _blocked(report: dict[str, str], *keys: str) -> None:
         assert report.get(k, "").startswith("blocked"), (k, report)
 
 
-def test_tcp_connect(core):
+def _seen_by_host(caplog, plugin: str, syscall: str, call: str, times: int) -> None:  # noqa: ANN001
+    """The core saw the blocked call: counted with the plugin's name, and logged with its arguments."""
+    assert _counted(plugin, "blocked", syscall) >= times, security_events.counts()
+    logged = [r.getMessage() for r in caplog.records if r.name == "tritium.plugin_host.security"]
+    assert any(f"plugin {plugin} blocked ({syscall}): {call}" in m for m in logged), logged
+
+
+def test_tcp_connect(core, caplog):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -169,10 +176,13 @@ def test_tcp_connect(core):
         listener.accept()  # nothing ever connected
     listener.close()
     assert answered == ("tcp_connect", "tcp_connect")
+    _seen_by_host(caplog, "tcp_connect", "socket", "socket(AF_INET, SOCK_STREAM, 0)", 2)
+    _seen_by_host(caplog, "tcp_connect", "socket", "socket(AF_INET6, SOCK_STREAM, 0)", 2)
     _row(
         "connect to 127.0.0.1 over TCP",
         "fails: " + report[f"connect 127.0.0.1:{port}"][9:90],
-        "plugin keeps serving (seccomp: AF_UNIX only; own netns; Landlock TCP)",
+        "plugin keeps serving; `blocked`/`socket` counted and logged (seccomp: AF_UNIX only, others "
+        "to the core's listener; own netns; Landlock TCP)",
         answered,
     )
 
@@ -292,11 +302,23 @@ def test_segfault(core):
     _stopped_row(core, "segfault", "segfault", "segfault", "process dies (SIGSEGV)")
 
 
-def test_ptrace_core(core):
-    _stopped_row(core, "ptrace_core", "ptrace the core", "seccomp_violation", "killed by seccomp (SIGSYS)")
+def test_ptrace_core(core, caplog):
+    core.add("ptrace_core", [])
+    core.sup.start("ptrace_core")
+    answered = core.serve("ptrace_core")
+    report = core.scratch_report("ptrace_core")
+    assert report["ptrace"] == "blocked: EPERM", report
+    assert answered == ("ptrace_core", "ptrace_core")
+    _seen_by_host(caplog, "ptrace_core", "ptrace", f"ptrace(PTRACE_ATTACH, {os.getpid()})", 1)
+    _row(
+        "ptrace the core",
+        "fails: EPERM",
+        "plugin keeps serving; `blocked`/`ptrace` counted and logged (seccomp: to the core's listener)",
+        answered,
+    )
 
 
-def test_signal_core(core):
+def test_signal_core(core, caplog):
     core.add("signal_core", [])
     core.sup.start("signal_core")
     answered = core.serve("signal_core")
@@ -304,10 +326,12 @@ def test_signal_core(core):
     keys = [k for k in report if k.startswith("kill(")]
     assert len(keys) == 2
     _blocked(report, *keys)
+    _seen_by_host(caplog, "signal_core", "kill", f"kill({os.getpid()}, SIGCONT)", 2)
     _row(
         "signal the core",
         "fails: " + report[keys[0]][9:90],
-        "plugin keeps serving (Landlock signal scope)",
+        "plugin keeps serving; `blocked`/`kill` counted and logged (seccomp: signals to other "
+        "processes go to the core's listener; Landlock signal scope)",
         answered,
     )
 
@@ -398,6 +422,10 @@ def test_no_accepted_request_lost(core):
     """Runs last in the module: every request the core accepted was answered, in order."""
     assert [s for s, _ in core.answered] == list(range(1, core.step + 1))
     assert core.sup.get("benign").state == PluginState.READY
+    # A well-behaved plugin makes no blocked call once it serves (gRPC's start-up probes are counted
+    # apart, as blocked_at_start).
+    benign = {k: n for k, n in security_events.counts().items() if k[0] == "benign"}
+    assert set(benign) <= {("benign", "blocked_at_start", "socket")}, benign
 
 
 def _stable(text: str) -> str:

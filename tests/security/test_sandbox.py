@@ -95,6 +95,10 @@ def test_running_plugin_has_its_confinements(features, root, keys):
         inst = sup.start("toy")
         have = process_confinements(inst.pid, sandbox.specs["toy"])
         status = Path(f"/proc/{inst.pid}/status").read_text()
+        fds = [os.readlink(p) for p in Path(f"/proc/{inst.pid}/fd").iterdir()]
+        assert inst.process.blocked_calls.listening.is_set()  # the core holds the seccomp listener
+    # ...and the plugin does not: with it, it could answer its own blocked calls.
+    assert not [f for f in fds if "seccomp" in f], fds
     assert have["no_new_privs"] == "yes" and have["seccomp"] == "filter"
     assert have["user_namespace"] == "own" and have["net_namespace"] == "own"
     assert have["uid"].startswith("65534 inside")
