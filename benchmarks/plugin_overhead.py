@@ -70,6 +70,15 @@ def synthetic_model(spec: str, out_dir: Path) -> Path:
     return path
 
 
+def large_model() -> Path:
+    """decode.py's bitnet_b1_58-large-shape model (its cache folder), written on first use."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from decode import build_model
+
+    cache = Path(os.environ.get("TRITIUM_CACHE", Path.home() / ".cache" / "tritium" / "bench"))
+    return build_model(cache)
+
+
 def decode_interleaved(
     model_path: Path,
     client,
@@ -145,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=TINY)
     parser.add_argument("--synthetic", help="write and use a synthetic model <n_embd>x<n_layer>, e.g. 1024x8")
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="use decode.py's bitnet_b1_58-large-shape TQ2_0 model (written once, cached)",
+    )
     parser.add_argument("--threads", type=int, default=max(len(os.sched_getaffinity(0)), 1))
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=32)
@@ -177,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         model_loaded = False
         client = BackendClient(sup, "cpu", config=common_pb2.BackendConfig(stream_count=args.threads))
         if not args.latency_only:
-            model = synthetic_model(args.synthetic, Path("/tmp")) if args.synthetic else args.model
+            model = args.model
+            if args.synthetic:
+                model = synthetic_model(args.synthetic, Path("/tmp"))
+            elif args.large:
+                model = large_model()
             results["model"] = str(model)
             client.load_model(str(model), threads=args.threads, max_sequences=max(args.batch, 1))
             model_loaded = True

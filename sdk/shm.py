@@ -10,6 +10,7 @@ resource tracker unlinks segments behind the owner's back). A segment's name sta
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import secrets
@@ -109,7 +110,7 @@ class Segment:
     def view(self, offset: int, dtype: np.dtype | str, shape: tuple[int, ...]) -> np.ndarray:
         """A numpy array over the segment's bytes [offset, offset + nbytes) — no copy."""
         dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)
         nbytes = count * dt.itemsize
         if offset < 0 or offset + nbytes > self.size:
             raise TensorHandleError(
@@ -126,7 +127,7 @@ class Segment:
     ) -> common_pb2.TensorHandle:
         """The TensorHandle of the tensor at `offset` in this segment."""
         dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)
         return common_pb2.TensorHandle(
             segment=self.name,
             offset=offset,
@@ -221,9 +222,10 @@ def check_handle(
     """Raise TensorHandleError unless the handle is self-consistent and, if given, has this dtype and
     shape (None entries in `shape` match any size)."""
     dt = numpy_dtype(handle.dtype)
-    if any(d < 0 for d in handle.shape):
-        raise TensorHandleError(f"{what}: negative dimension in shape {list(handle.shape)}")
-    count = int(np.prod(list(handle.shape), dtype=np.int64)) if handle.shape else 1
+    dims = tuple(handle.shape)
+    if any(d < 0 for d in dims):
+        raise TensorHandleError(f"{what}: negative dimension in shape {list(dims)}")
+    count = math.prod(dims)  # Python ints: a hostile 2^63 dimension cannot wrap around
     if handle.nbytes != count * dt.itemsize:
         raise TensorHandleError(
             f"{what}: nbytes {handle.nbytes} does not match shape {list(handle.shape)} x {dt.itemsize} bytes"
@@ -234,9 +236,7 @@ def check_handle(
             f"found {common_pb2.DType.Name(handle.dtype)}"
         )
     if shape is not None:
-        ok = len(shape) == len(handle.shape) and all(
-            e is None or e == f for e, f in zip(shape, handle.shape, strict=True)
-        )
+        ok = len(shape) == len(dims) and all(e is None or e == f for e, f in zip(shape, dims, strict=True))
         if not ok:
             raise TensorHandleError(f"{what}: expected shape {list(shape)}, found {list(handle.shape)}")
 

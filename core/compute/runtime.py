@@ -139,13 +139,20 @@ class Runtime:
         return self.step([(seq, tokens)], all_logits=all_logits)[0]
 
     def step(self, batch: list[tuple[Sequence, SequenceOf[int]]],
-             all_logits: bool = False) -> list[np.ndarray]:
+             all_logits: bool = False, logits_out: np.ndarray | None = None) -> list[np.ndarray]:
         """One forward call over the new tokens of several sequences (weights streamed once).
-        Returns, per sequence, its logits as in `eval`."""
+        Returns, per sequence, its logits as in `eval`: views of `logits_out` when given (float32
+        [rows, n_vocab], rows = tokens with all_logits, else sequences; a backend passes its shared
+        logits segment so the lm_head writes there and nothing is copied), else of a new array."""
         c = self.config
         numba.set_num_threads(self.threads)  # numba's thread count is per calling thread
         ids, positions, spans = self._plan(batch)
         t = len(ids)
+        n_rows = t if all_logits else len(spans)
+        if logits_out is not None and (logits_out.shape != (n_rows, c.n_vocab)
+                                       or logits_out.dtype != np.float32):
+            raise ValueError(f"logits_out must be float32 {(n_rows, c.n_vocab)}, got {logits_out.dtype} "
+                             f"{logits_out.shape}")
         s = self._buffers(t)
         r = fp16_rounding(c.act_quant, self.kv_dtype, t, self._lm_f16)
         x = s.x[:t]
@@ -186,7 +193,7 @@ class Runtime:
         rmsnorm_numba(np.ascontiguousarray(x[rows]), self.weights.output_norm, c.rms_eps, hn)
         if r.lm_input:
             hn = hn.astype(np.float16).astype(np.float32)
-        logits = np.empty((len(rows), c.n_vocab), np.float32)
+        logits = np.empty((len(rows), c.n_vocab), np.float32) if logits_out is None else logits_out
         dense_matmul_numba(self.weights.lm_head, hn, logits, self._items)
         if all_logits:
             return [logits[a:b] for _, a, b in spans]

@@ -112,72 +112,90 @@ class ModelRunner:
         )
 
     def step(self, request: backend_pb2.StepRequest) -> backend_pb2.StepResponse:
-        """One Runtime step per logits mode for the whole batch; logits written to the segment."""
+        """One Runtime step per logits mode for the whole batch; logits written to the segment.
+
+        The lm_head writes the last-token logits straight into the shared segment, and the response
+        is built before the forward pass: after the model has streamed its weights through the
+        caches, every further line of Python here runs cold, and it is on the host's critical path.
+        """
         if self.runtime is None:
             raise StepError(grpc.StatusCode.FAILED_PRECONDITION, "Step before LoadModel")
         t0 = time.perf_counter()
-        numba.set_num_threads(self.runtime.threads)  # per calling thread: cheap, and safe on any thread
         rows = sum(len(s.tokens) if s.all_logits else 1 for s in request.batch)
         if rows > self.max_rows:
             # Rare (a prefill with all_logits): grow the segment; the host maps the new one by name.
             self.logits.close()
             self.max_rows = max(rows, 2 * self.max_rows)
             self.logits = shm.Segment.create(self.max_rows * self.n_vocab * 4, "logits")
+        plain, full = self._admit(request)
+        # Segment layout: the plain sequences' rows first (one each, in their order), then each full
+        # sequence's rows; every output handle is known now.
+        resp = backend_pb2.StepResponse(step_id=request.step_id)
+        row_of: dict[int, int] = {}
+        for r, item in enumerate(plain):
+            row_of[item.sequence_id] = r
+        row = len(plain)
+        for item in full:
+            row_of[item.sequence_id] = row
+            row += len(item.tokens)
+        row_bytes = self.n_vocab * 4
+        for item in request.batch:
+            n = len(item.tokens) if item.all_logits else 1
+            sid = item.sequence_id
+            resp.outputs.add(
+                sequence_id=sid,
+                logits=self.logits.handle(row_of[sid] * row_bytes, np.float32, (n, self.n_vocab)),
+                n_past=self.sequences[sid].n_past + len(item.tokens),
+            )
+        rt, seqs = self.runtime, self.sequences
+        if plain:
+            out = self.logits.view(0, np.float32, (len(plain), self.n_vocab))
+            rt.step([(seqs[i.sequence_id], list(i.tokens)) for i in plain], logits_out=out)
+        if full:
+            out = self.logits.view(len(plain) * row_bytes, np.float32, (row - len(plain), self.n_vocab))
+            rt.step([(seqs[i.sequence_id], list(i.tokens)) for i in full], all_logits=True, logits_out=out)
+        resp.compute_us = int((time.perf_counter() - t0) * 1e6)
+        return resp
+
+    def _admit(self, request: backend_pb2.StepRequest) -> tuple[list, list]:
+        """Validate the batch (StepError naming the sequence otherwise), create new sequences and apply
+        the host's n_past rewinds; returns the items wanting last-token and all-token logits."""
         seen: set[int] = set()
         plain, full = [], []
+        n_ctx = self.runtime.n_ctx
         for item in request.batch:
             sid = item.sequence_id
             if sid in seen:
                 raise StepError(grpc.StatusCode.INVALID_ARGUMENT, f"sequence {sid} appears twice")
             seen.add(sid)
-            if not item.tokens:
+            toks = item.tokens
+            if not toks:
                 raise StepError(grpc.StatusCode.INVALID_ARGUMENT, f"sequence {sid} has no tokens")
-            bad = [t for t in item.tokens if not 0 <= t < self.n_vocab]
-            if bad:
+            if min(toks) < 0 or max(toks) >= self.n_vocab:
+                bad = [t for t in toks if not 0 <= t < self.n_vocab]
                 raise StepError(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"sequence {sid}: token ids {bad[:5]} outside the vocabulary [0, {self.n_vocab})",
                 )
             seq = self.sequences.get(sid)
             held = seq.n_past if seq is not None else 0
-            if item.HasField("n_past") and item.n_past > held:
+            has_past = item.HasField("n_past")
+            if has_past and item.n_past > held:
                 raise StepError(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"sequence {sid}: host says n_past {item.n_past}, plugin holds {held}",
                 )
-            start = item.n_past if item.HasField("n_past") else held
-            if start + len(item.tokens) > self.runtime.n_ctx:
-                raise StepError(
-                    grpc.StatusCode.OUT_OF_RANGE, f"sequence {sid} would exceed n_ctx {self.runtime.n_ctx}"
-                )
+            start = item.n_past if has_past else held
+            if start + len(toks) > n_ctx:
+                raise StepError(grpc.StatusCode.OUT_OF_RANGE, f"sequence {sid} would exceed n_ctx {n_ctx}")
             (full if item.all_logits else plain).append(item)
-        for item in [*plain, *full]:
+        for item in request.batch:
             seq = self.sequences.get(item.sequence_id)
             if seq is None:
                 seq = self.sequences[item.sequence_id] = self.runtime.new_sequence()
             if item.HasField("n_past") and item.n_past < seq.n_past:
                 seq.truncate(item.n_past)
-        results: dict[int, np.ndarray] = {}
-        for group, every in ((plain, False), (full, True)):
-            if group:
-                outs = self.runtime.step(
-                    [(self.sequences[i.sequence_id], list(i.tokens)) for i in group], all_logits=every
-                )
-                for item, out in zip(group, outs, strict=True):
-                    results[item.sequence_id] = np.asarray(out, dtype=np.float32).reshape(-1, self.n_vocab)
-        resp = backend_pb2.StepResponse(step_id=request.step_id)
-        offset = 0
-        for item in request.batch:
-            arr = results[item.sequence_id]
-            self.logits.view(offset, np.float32, arr.shape)[...] = arr
-            resp.outputs.add(
-                sequence_id=item.sequence_id,
-                logits=self.logits.handle(offset, np.float32, arr.shape),
-                n_past=self.sequences[item.sequence_id].n_past,
-            )
-            offset += arr.nbytes
-        resp.compute_us = int((time.perf_counter() - t0) * 1e6)
-        return resp
+        return plain, full
 
     def cleanup(self, sequence_ids: list[int]) -> int:
         """Free sequences; returns how many are left."""

@@ -100,6 +100,20 @@ def test_step_batches_several_sequences() -> None:
         assert_agree(np.concatenate([f, s2]), want)
 
 
+def test_logits_out_receives_the_logits_in_place() -> None:
+    c, w = make_model("i8_s", "relu2", seed=6)
+    rt = Runtime(c, w, threads=1)
+    a, b = rt.new_sequence(), rt.new_sequence()
+    want = Runtime(c, w, threads=1).step([(s, [1, 2, 3]) for s in (rt.new_sequence(), rt.new_sequence())])
+    out = np.full((2, c.n_vocab), np.nan, np.float32)
+    got = rt.step([(a, [1, 2, 3]), (b, [1, 2, 3])], logits_out=out)
+    assert all(np.shares_memory(g, out) for g in got)
+    np.testing.assert_array_equal(out, np.concatenate(want))
+    with pytest.raises(ValueError, match="logits_out must be float32"):
+        rt.step([(a, [4])], logits_out=np.zeros((2, c.n_vocab), np.float32))
+    assert a.n_past == 3  # refused before anything ran
+
+
 def test_context_overflow_and_truncate() -> None:
     c, w = make_model("i8_s", "relu2", seed=5)
     rt = Runtime(c, w, threads=1, n_ctx=8)

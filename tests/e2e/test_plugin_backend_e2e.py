@@ -155,6 +155,31 @@ def test_batched_step_equals_single_sequence_steps(client, runtime):
     client.release(*seqs)
 
 
+def test_one_step_mixing_last_token_and_all_token_logits(sup, client, runtime):
+    # A Step may ask every token's logits for some sequences and the last token's for others; the
+    # plugin lays them out in one segment (last-token rows first) and each handle must point right.
+    from tritium.protos.tritium.plugin.v1 import backend_pb2, backend_pb2_grpc, common_pb2
+    from tritium.sdk import shm
+
+    stub = sup.instance("cpu").stub(backend_pb2_grpc.BackendStub)
+    prompts = {901: PROMPT[:7], 902: PROMPT[:5], 903: PROMPT}
+    req = backend_pb2.StepRequest(step_id=77)
+    for sid, toks in prompts.items():
+        req.batch.add(sequence_id=sid, tokens=toks, n_past=0, all_logits=sid == 902)
+    resp = stub.Step(req, timeout=120)
+    segments = shm.SegmentCache()
+    try:
+        for out in resp.outputs:
+            toks = prompts[out.sequence_id]
+            got = shm.read_tensor(out.logits, segments, dtype=common_pb2.DTYPE_F32)
+            want = runtime.eval(runtime.new_sequence(), toks, all_logits=out.sequence_id == 902)
+            assert out.n_past == len(toks) and got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    finally:
+        segments.close()
+        stub.Cleanup(backend_pb2.CleanupRequest(sequence_ids=list(prompts)), timeout=30)
+
+
 def test_serving_engine_runs_its_model_through_the_plugin(sup, runtime):
     # The issue-6 engine loop takes any object with new_sequence/step/free_sequence/n_ctx as a device:
     # a BackendClient makes the plugin process that device. Batching, chunked prefill and a SIGKILL of
