@@ -18,18 +18,6 @@ from pathlib import Path
 from . import landlock, seccomp_profile
 from .exec import SPEC_ENV
 
-
-def reachable_by_other(path: str) -> bool:
-    """True if every folder on the way to `path` lets others traverse it (so uid 65534 can reach it)."""
-    for parent in reversed(Path(os.path.realpath(path)).parents):
-        try:
-            if not os.stat(parent).st_mode & 0o001:
-                return False
-        except OSError:
-            return False
-    return True
-
-
 _ALL = ["rlimits", "identity", "namespaces", "no_new_privs", "landlock", "seccomp"]
 
 
@@ -51,7 +39,9 @@ def _cgroup_memory() -> str:
 def kernel_features(timeout: float = 20.0) -> dict[str, dict]:
     """{confinement: {"available": bool, "detail": str}} for every confinement, plus "kernel" and
     "cgroup_memory" entries (detail only)."""
-    spec = {"confinements": _ALL, "required": [], "limits": {}, "read_only": [], "read_write": []}
+    # The interpreter's folders: the identity step must make them reachable by uid 65534 for real.
+    runtime = sorted({sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))})
+    spec = {"confinements": _ALL, "required": [], "limits": {}, "read_only": runtime, "read_write": []}
     env = {**os.environ, SPEC_ENV: json.dumps(spec)}
     try:
         out = subprocess.run(
@@ -67,7 +57,7 @@ def kernel_features(timeout: float = 20.0) -> dict[str, dict]:
         "landlock": f"ABI {abi}" if abi else "not available",
         "seccomp": sc_detail if sc_ok else sc_detail,
         "namespaces": "user + network namespaces (unprivileged unshare)",
-        "identity": "real uid drop to 65534 (needs a root core)",
+        "identity": "real uid drop to 65534 (needs a root core; runtime paths exposed in a private mount ns)",
         "rlimits": "RLIMIT_DATA/CPU/NOFILE/NPROC/FSIZE/CORE",
         "no_new_privs": "prctl(PR_SET_NO_NEW_PRIVS)",
     }
@@ -78,13 +68,6 @@ def kernel_features(timeout: float = 20.0) -> dict[str, dict]:
         }
         for name in _ALL
     }
-    if features["identity"]["available"] and not reachable_by_other(sys.executable):
-        features["identity"]["available"] = False
-        features["identity"]["detail"] += (
-            f"; but the interpreter {os.path.realpath(sys.executable)} is not reachable by uid 65534 "
-            "(a parent "
-            "folder lacks o+x), so Python plugins keep the core's uid outside their user namespace"
-        )
     features["kernel"] = {"available": True, "detail": os.uname().release}
     features["cgroup_memory"] = {"available": False, "detail": _cgroup_memory()}
     return features

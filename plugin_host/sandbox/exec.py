@@ -6,7 +6,8 @@
 It runs before any thread exists, so what it sets holds for the plugin in any language: Landlock and
 seccomp bind the calling thread and everything it execs. Order matters:
   1. rlimits (while still allowed to set them as we like);
-  2. identity: root drops to 65534 (setgroups, setresgid, setresuid);
+  2. identity: root makes the paths the plugin needs reachable by 65534 in a private mount namespace
+     (private_mounts.py), then drops to 65534 (setgroups, setresgid, setresuid);
   3. user + network namespaces (maps 65534 inside to our ids outside);
   4. no_new_privs;
   5. Landlock (filesystem allow-list, no TCP, IPC scoped to the sandbox);
@@ -106,12 +107,20 @@ def _listener_socket() -> int | None:
 
 def _identity(namespaces, spec: dict) -> str:  # noqa: ANN001
     uid, gid = spec.get("uid", namespaces.NOBODY), spec.get("gid", namespaces.NOBODY)
-    if not namespaces.drop_to(uid, gid):
+    if os.geteuid() != 0:
         raise OSError(f"the core is not root (uid {os.getuid()}): cannot become uid {uid}")
+    from .private_mounts import expose
     from .rlimits import set_dumpable
 
+    # While still root: the runtime, the package copy, the model... must be reachable by `uid`.
+    ro = [*spec.get("read_only", ()), *spec.get("list_only", ())]
+    covered = expose(ro, spec.get("read_write", ()))
+    namespaces.drop_to(uid, gid)
+    runtime = os.path.realpath(sys.executable)
+    if not os.access(runtime, os.X_OK):
+        raise OSError(f"uid {uid} cannot run the interpreter {runtime} even after exposing its paths")
     set_dumpable(True)  # the uid change cleared it; /proc/self/uid_map must stay writable for step 3
-    return f"uid {uid} gid {gid}"
+    return f"uid {uid} gid {gid}" + (f"; exposed beneath {', '.join(covered)}" if covered else "")
 
 
 def main(argv: list[str]) -> int:

@@ -34,7 +34,6 @@ from ..errors import SandboxError
 from ..launcher import SandboxHook
 from ..manifest import Manifest
 from ..signature import RUN_COPY_MODULE
-from .doctor import reachable_by_other
 from .exec import SPEC_ENV
 from .namespaces import NOBODY
 from .rlimits import Limits
@@ -42,9 +41,14 @@ from .rlimits import Limits
 log = logging.getLogger("tritium.plugin_host.sandbox")
 
 CONFINEMENTS = ("rlimits", "identity", "namespaces", "no_new_privs", "landlock", "seccomp")
-# `identity` (a real uid drop) needs a root core and a runtime that uid 65534 can read; everything
-# else works unprivileged on this kernel, so it is required by default.
+# Everything but `identity` works unprivileged on this kernel, so it is always required; `identity`
+# (a real uid drop) needs a root core, and is required whenever the core is root.
 DEFAULT_REQUIRED = ("rlimits", "namespaces", "no_new_privs", "landlock", "seccomp")
+
+
+def default_required() -> tuple[str, ...]:
+    """The confinements required by default: DEFAULT_REQUIRED, plus `identity` for a root core."""
+    return ("identity", *DEFAULT_REQUIRED) if os.geteuid() == 0 else DEFAULT_REQUIRED
 REPO = Path(__file__).resolve().parents[2]
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 _PASS_PREFIXES = ("TRITIUM_", "NUMBA_", "OMP_", "GRPC_", "OPENBLAS_", "MKL_")
@@ -66,7 +70,7 @@ class SandboxConfig:
     """Which confinements to apply and which of them are required, the limits, and extra paths."""
 
     confinements: tuple[str, ...] = CONFINEMENTS
-    required: tuple[str, ...] = DEFAULT_REQUIRED
+    required: tuple[str, ...] = field(default_factory=default_required)
     limits: Limits = field(default_factory=Limits)
     # Per plugin name: limits that replace `limits` (e.g. a backend's larger memory bound).
     plugin_limits: dict[str, Limits] = field(default_factory=dict)
@@ -169,7 +173,7 @@ class Sandbox:
         confinement is not available."""
         cfg = self.config
         confinements = list(cfg.confinements)
-        drop = "identity" in confinements and os.geteuid() == 0 and reachable_by_other(argv[0])
+        drop = "identity" in confinements and os.geteuid() == 0
         if "identity" in confinements and not drop and "identity" not in cfg.required:
             confinements.remove("identity")  # optional and impossible here: say so in the spec
         self._check_kernel(manifest, confinements)

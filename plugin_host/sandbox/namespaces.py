@@ -27,7 +27,8 @@ CLONE_NEWNET = 0x40000000
 NOBODY = 65534
 
 
-def _unshare(flags: int) -> None:
+def unshare(flags: int) -> None:
+    """unshare(2) of the calling (single-threaded) process; OSError naming the flags."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(ctypes.c_int(flags)) != 0:
         err = ctypes.get_errno()
@@ -59,7 +60,7 @@ def enter_user_and_net_namespace(inside_uid: int = NOBODY, inside_gid: int = NOB
     """Unshare a user and a network namespace and map `inside_uid`/`inside_gid` to the current ids.
     OSError (naming the step) if the kernel refuses (user namespaces disabled or exhausted)."""
     outside_uid, outside_gid = os.getuid(), os.getgid()
-    _unshare(CLONE_NEWUSER | CLONE_NEWNET)
+    unshare(CLONE_NEWUSER | CLONE_NEWNET)
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"{inside_uid} {outside_uid} 1\n")
     _write("/proc/self/gid_map", f"{inside_gid} {outside_gid} 1\n")

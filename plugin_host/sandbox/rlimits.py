@@ -27,7 +27,9 @@ class Limits:
     memory_bytes: int = 4 * GiB  # RLIMIT_DATA
     cpu_seconds: int = 0  # RLIMIT_CPU: SIGXCPU at the limit, SIGKILL one second later
     open_files: int = 1024  # RLIMIT_NOFILE
-    processes: int = 256  # RLIMIT_NPROC (threads count; per user id)
+    # RLIMIT_NPROC: threads count, per user id; with `identity` every plugin is uid 65534, so this
+    # bounds the threads of all plugins together.
+    processes: int = 256
     file_bytes: int = 8 * GiB  # RLIMIT_FSIZE (shared-memory segments are files too)
     core_bytes: int = 0  # RLIMIT_CORE: no core dumps
 

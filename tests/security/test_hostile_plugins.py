@@ -50,7 +50,7 @@ class Core:
         self.sandbox = Sandbox(
             SandboxConfig(
                 scratch_root=root / "scratch",
-                limits=Limits(memory_bytes=MEMORY_LIMIT, cpu_seconds=30, processes=64, file_bytes=256 * MiB),
+                limits=Limits(memory_bytes=MEMORY_LIMIT, cpu_seconds=30, processes=256, file_bytes=256 * MiB),
                 plugin_limits={"spin_background": Limits(memory_bytes=MEMORY_LIMIT, cpu_seconds=CPU_LIMIT_S)},
             )
         )

@@ -66,13 +66,13 @@ def test_launcher_refuses_when_a_required_confinement_fails(features, root, keys
     m = make_signed_package(
         root / "p2", MISBEHAVING, ["toy_backend"], keys.private, name="toy", kind="backend"
     )
-    # No uid map can map this id: the namespaces step fails for real inside the launcher.
+    # No uid is 4294967295 (-1): the identity step (a root core) or, unprivileged, the namespaces step
+    # (no uid map can map it) fails for real inside the launcher.
     cfg = SandboxConfig(scratch_root=root / "scratch", uid=4294967295, gid=4294967295)
+    step = "identity" if os.geteuid() == 0 else "namespaces"
     with Supervisor(sandbox=Sandbox(cfg, features=features)) as sup:
         sup.register(m)
-        with pytest.raises(
-            PluginStartError, match="required confinement missing, plugin not started: namespaces"
-        ):
+        with pytest.raises(PluginStartError, match=f"confinement missing, plugin not started: {step}"):
             sup.start("toy")
         assert sup.get("toy").state == PluginState.FAILED
 
@@ -105,6 +105,14 @@ def test_running_plugin_has_its_confinements(features, root, keys):
     assert have["max data size"] == str(768 << 20)
     assert "landlock" in have["required"]
     assert "Cpus_allowed_list:\t0\n" in status
+    if os.geteuid() == 0:
+        # A root core: the plugin is uid/gid 65534 outside its namespace too, for real (real, effective,
+        # saved and filesystem ids, as the core reads them), and `identity` was required.
+        assert "Uid:\t65534\t65534\t65534\t65534\n" in status, status
+        assert "Gid:\t65534\t65534\t65534\t65534\n" in status, status
+        assert "Groups:\t \n" in status or "Groups:\t\n" in status  # no supplementary groups
+        assert have["uid"] == "65534 inside its namespace, 65534 outside"
+        assert "identity" in have["required"].split(",")
     assert marks and inst.process.manifest.root.parent == root / "copies"  # ran from the verified copy
 
 
