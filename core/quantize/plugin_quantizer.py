@@ -23,6 +23,7 @@ import numpy as np
 from tritium.plugin_host.confined import confined_supervisor
 from tritium.plugin_host.discovery import discover
 from tritium.plugin_host.errors import PluginError
+from tritium.plugin_host.shm_sharing import share_segment
 from tritium.plugin_host.supervisor import Instance, Supervisor
 from tritium.protos.tritium.plugin.v1 import common_pb2, common_pb2_grpc, quantizer_pb2, quantizer_pb2_grpc
 from tritium.sdk import shm
@@ -180,6 +181,8 @@ class _Session:
             if self._segment is not None:
                 self._segment.close()
             self._segment = shm.Segment.create(max(nbytes, 1 << 20), tag="quant-in")
+            # A root core's plugin runs as uid 65534: the segment must be its to read.
+            share_segment(self._segment.path, self._owner._ready_instance().pid)
         return self._segment.view(0, np.float32, tuple(shape))
 
     def _input(self, x: np.ndarray) -> common_pb2.TensorHandle:
