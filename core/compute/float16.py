@@ -11,6 +11,7 @@ becomes the inf bit pattern, which `f16_bits_to_f32` does not decode as inf.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
@@ -41,15 +42,46 @@ def f32_as_u32(typingctx, value):  # noqa: ANN001, ANN201 - numba intrinsic sign
 _TWO_POW_112 = np.float32(2.0**112)
 
 
+def _host_has_f16c() -> bool:
+    try:
+        return bool(llvm.get_host_cpu_features().get("f16c", False))
+    except RuntimeError:
+        return False
+
+
+F16C = _host_has_f16c()
+
+
+@intrinsic
+def _f16_bits_to_f32_hw(typingctx, bits):  # noqa: ANN001, ANN201 - numba intrinsic signature
+    """fpext of the half-precision pattern: one `vcvtph2ps` lane on F16C hosts (exact, like the
+    arithmetic twin below, and what ggml's F16 dot products use)."""
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
 @njit(cache=True, inline="always")
-def f16_bits_to_f32(h):  # noqa: ANN001, ANN201 - numba scalar helper
-    """Exact value of the fp16 bit pattern `h` (uint16) as float32 (finite values)."""
+def f16_bits_to_f32_arith(h):  # noqa: ANN001, ANN201 - numba scalar helper
+    """Exact value of the fp16 bit pattern `h` (uint16) as float32 (finite values), in integer and
+    float arithmetic: the portable path, for hosts without F16C."""
     hu = np.uint32(h)
     sign = (hu & np.uint32(0x8000)) << np.uint32(16)
     # Move exponent+mantissa into float32 position; the result is the value times 2^-112, and the
     # multiply rescales it exactly (this also covers zero and subnormals without a branch).
     mag = u32_as_f32((hu & np.uint32(0x7FFF)) << np.uint32(13)) * _TWO_POW_112
     return u32_as_f32(f32_as_u32(mag) | sign)
+
+
+@njit(cache=True, inline="always")
+def f16_bits_to_f32(h):  # noqa: ANN001, ANN201 - numba scalar helper
+    """Exact value of the fp16 bit pattern `h` (uint16) as float32 (finite values)."""
+    if F16C:  # a compile-time constant: numba folds the branch away
+        return _f16_bits_to_f32_hw(np.uint16(h))
+    return f16_bits_to_f32_arith(h)
 
 
 @njit(cache=True, inline="always")

@@ -51,7 +51,7 @@ from tritium.core.compute import simd_x86
 from tritium.core.compute.act_quant import QuantizedActivations
 from tritium.core.compute.float16 import f16_bits_to_f32
 from tritium.core.compute.fma import fma32, fma32_numpy
-from tritium.core.compute.simd_x86 import isum4, q8k_rows4, q8k_rows4x2
+from tritium.core.compute.simd_x86 import isum4, q8k_rows4, q8k_rows4_vnni, q8k_rows4x2, q8k_rows4x4_vnni
 from tritium.core.compute.tl1_lut import tl1_matmul_numba, tl1_matmul_numpy
 from tritium.core.model.weights import GROUP, GROUP_BYTES, TernaryWeight, TL1Weight
 
@@ -462,24 +462,37 @@ def _q8k_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scale_blo
                     out[t, rr[r]] = _hsum8(fl[r]) * ts
 
 
+@njit(cache=True, inline="always")
+def _quad_rows(quad, m):  # noqa: ANN001, ANN202
+    """The four rows of row quad `quad`; a partial last quad repeats its last row (computed and
+    stored twice, same value)."""
+    r0 = quad * 4
+    return r0, min(r0 + 1, m - 1), min(r0 + 2, m - 1), min(r0 + 3, m - 1)
+
+
+@njit(cache=True)
+def _q8k_setup(x8, x16, m, rs, scale_block, tensor_scale, n_items):  # noqa: ANN001, ANN202
+    """What the SIMD q8_k kernels share: sizes, work split, paired bsums, weight-scale step, prefetch
+    distance."""
+    n_tok, k = x8.shape
+    n_blk = k // 256
+    n_quads = (m + 3) // 4
+    per_item = (n_quads + n_items - 1) // n_items
+    lsum32 = _lane_sums(x16, 256).astype(np.int32).reshape(n_tok, n_blk * 8)
+    wstep = 1 if scale_block == 256 else 0
+    return n_tok, n_blk, n_quads, per_item, np.float32(tensor_scale), lsum32, wstep, PREFETCH_ROWS * rs
+
+
 @njit(parallel=True, cache=True)
 def _q8k_simd_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scale_block,  # noqa: ANN001
                      tensor_scale, n_items, out):  # noqa: ANN001
     """`_q8k_kernel` with each row quad's whole dot product in AVX2 registers (simd_x86.q8k_rows4).
     A separate function so that hosts without AVX2 never compile the x86 intrinsics."""
-    n_tok, k = x8.shape
-    n_blk = k // 256
-    n_quads = (m + 3) // 4
-    per_item = (n_quads + n_items - 1) // n_items
-    ts = np.float32(tensor_scale)
-    lsum32 = _lane_sums(x16, 256).astype(np.int32).reshape(n_tok, n_blk * 8)
-    wstep = 1 if scale_block == 256 else 0
-    ahead = PREFETCH_ROWS * rs
+    n_tok, n_blk, n_quads, per_item, ts, lsum32, wstep, ahead = _q8k_setup(x8, x16, m, rs, scale_block,
+                                                                             tensor_scale, n_items)
     for item in prange(n_items):
         for quad in range(item * per_item, min(n_quads, (item + 1) * per_item)):
-            r0 = quad * 4
-            # a partial last quad repeats its last row (computed and stored twice, same value)
-            ra, rb, rc, rd = r0, min(r0 + 1, m - 1), min(r0 + 2, m - 1), min(r0 + 3, m - 1)
+            ra, rb, rc, rd = _quad_rows(quad, m)
             wa, wb, wc, wd = block_scales[ra], block_scales[rb], block_scales[rc], block_scales[rd]
             oa, ob, oc, od = ra * rs, rb * rs, rc * rs, rd * rs
             for t in range(0, n_tok - 1, 2):  # token pairs share the code loads and unpacking
@@ -497,6 +510,38 @@ def _q8k_simd_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scal
                 t = n_tok - 1
                 y0, y1, y2, y3 = q8k_rows4(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
                                            wa, wb, wc, wd, wstep, n_blk, ahead)
+                out[t, ra] = y0 * ts
+                out[t, rb] = y1 * ts
+                out[t, rc] = y2 * ts
+                out[t, rd] = y3 * ts
+
+
+@njit(parallel=True, cache=True)
+def _q8k_vnni_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scale_block,  # noqa: ANN001
+                     tensor_scale, n_items, out):  # noqa: ANN001
+    """`_q8k_simd_kernel` with `vpdpbusd` (simd_x86.VNNI): token quads share each row quad's code
+    loads and plane unpacking (prefill), the remaining tokens go one at a time. Same bits."""
+    n_tok, n_blk, n_quads, per_item, ts, lsum32, wstep, ahead = _q8k_setup(x8, x16, m, rs, scale_block,
+                                                                             tensor_scale, n_items)
+    n_four = n_tok - n_tok % 4
+    for item in prange(n_items):
+        for quad in range(item * per_item, min(n_quads, (item + 1) * per_item)):
+            ra, rb, rc, rd = _quad_rows(quad, m)
+            wa, wb, wc, wd = block_scales[ra], block_scales[rb], block_scales[rc], block_scales[rd]
+            oa, ob, oc, od = ra * rs, rb * rs, rc * rs, rd * rs
+            for t in range(0, n_four, 4):
+                y = q8k_rows4x4_vnni(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
+                                     x8[t + 1], lsum32[t + 1], act_scales[t + 1], x8[t + 2], lsum32[t + 2],
+                                     act_scales[t + 2], x8[t + 3], lsum32[t + 3], act_scales[t + 3],
+                                     wa, wb, wc, wd, wstep, n_blk, ahead)
+                for j in range(4):
+                    out[t + j, ra] = y[4 * j] * ts
+                    out[t + j, rb] = y[4 * j + 1] * ts
+                    out[t + j, rc] = y[4 * j + 2] * ts
+                    out[t + j, rd] = y[4 * j + 3] * ts
+            for t in range(n_four, n_tok):
+                y0, y1, y2, y3 = q8k_rows4_vnni(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
+                                                wa, wb, wc, wd, wstep, n_blk, ahead)
                 out[t, ra] = y0 * ts
                 out[t, rb] = y1 * ts
                 out[t, rc] = y2 * ts
@@ -528,7 +573,7 @@ def plan_weight(w: TernaryWeight) -> KernelPlan | None:
 
 def ternary_matmul_numba(w: TernaryWeight, xa: PackedActivations, out: np.ndarray,
                          plan: KernelPlan | None = None, n_items: int | None = None,
-                         use_simd: bool = True) -> None:
+                         use_simd: bool = True, use_vnni: bool = True) -> None:
     """Numba twin of `ternary_matmul_numpy` (bit-identical results, for one token or many).
     `plan` (from `plan_weight(w)`) skips the per-call checks; `n_items` (parallel work items,
     default `work_items()`) lets a caller that knows its thread count skip asking numba. The AVX2
@@ -547,7 +592,10 @@ def ternary_matmul_numba(w: TernaryWeight, xa: PackedActivations, out: np.ndarra
     simd = simd_x86.AVAILABLE and use_simd
     if not xa.divide:
         _check_q8k(w, xa, sub)
-        kernel = _q8k_simd_kernel if simd else _q8k_kernel
+        if simd:
+            kernel = _q8k_vnni_kernel if simd_x86.VNNI and use_vnni else _q8k_simd_kernel
+        else:
+            kernel = _q8k_kernel
         kernel(p.flat, p.row_stride, p.group_offsets, w.out_features, xa.x8, xa.x16, xa.scales,
                p.block_scales, w.scale_block, ts, items, out)
     elif simd:

@@ -30,17 +30,19 @@ def run(w: TernaryWeight, scheme: str, x: np.ndarray, fn) -> np.ndarray:
 @pytest.mark.parametrize("scheme", aq.SCHEMES)
 @pytest.mark.parametrize("shifts", [I2S_PLANE_SHIFTS, TQ2_PLANE_SHIFTS])
 @pytest.mark.parametrize("per_block", [True, False])
-@pytest.mark.parametrize("t", [1, 3, 21])
+@pytest.mark.parametrize("t", [1, 3, 21])  # 21 = five token quads and one token alone
 def test_numba_equals_numpy(scheme: str, shifts: tuple, per_block: bool, t: int) -> None:
     rng = np.random.default_rng(hash((scheme, shifts, per_block, t)) % 2**32)
     k = 2560 if per_block else 768  # 2560 = 20 groups: more than one int16 flush per sub-block
     w, _ = make_weight(rng, 70, k, shifts, 256 if per_block else k, tensor_scale=0.75)
     x = (rng.standard_normal((t, k)) * 3).astype(np.float32)
     y_np = run(w, scheme, x, tm.ternary_matmul_numpy)
-    y_simd = run(w, scheme, x, tm.ternary_matmul_numba)  # the AVX2 kernel where the CPU has it
+    y_simd = run(w, scheme, x, tm.ternary_matmul_numba)  # the VNNI / AVX2 kernel where the CPU has it
+    y_avx2 = run(w, scheme, x, lambda *a: tm.ternary_matmul_numba(*a, use_vnni=False))
     y_portable = run(w, scheme, x, lambda *a: tm.ternary_matmul_numba(*a, use_simd=False))
     assert np.array_equal(y_np, y_portable)
     assert np.array_equal(y_np, y_simd)
+    assert np.array_equal(y_np, y_avx2)
 
 
 @pytest.mark.parametrize("scheme", aq.SCHEMES)
