@@ -167,7 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-only", action="store_true", help="skip the decode comparison")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--no-grpc", action="store_true", help="measure the fast lane only")
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        help="pin this process and the plugins it starts to this one CPU (with --threads 1: both paths "
+        "compute on the same core, so a busier second vCPU cannot bias the ratio)",
+    )
     args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})  # the plugin processes inherit it
 
     from tritium.plugin_host.client import BackendClient, SchedulerClient
     from tritium.plugin_host.discovery import BUILTIN_DIR, discover
@@ -179,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "tokens": args.tokens,
         "cpus": len(os.sched_getaffinity(0)),
+        "pinned_cpu": args.cpu,
         "loadavg": os.getloadavg()[0],
     }
     sup = Supervisor()
