@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from tritium.core.compute.float16 import f16_bits_to_f32, round_f16
+from tritium.core.compute.attention_simd import CHUNK, dot_row, weighted_rows
+from tritium.core.compute.float16 import F16C, f16_bits_to_f32, round_f16
 
 ROPE_STYLES = ("ggml", "hf", "exact")
 
@@ -161,10 +162,52 @@ def _attention_kernel(q, k_cache, v_cache, kv_f16, n_past, round_q, round_probs,
                     o[d] += pj * vr[d]
 
 
+@njit(parallel=True, cache=True)
+def _attention_simd_kernel(q, k_cache, v_cache, n_past, round_q, round_probs, out):  # noqa: ANN001
+    """`_attention_kernel` with the vector loops of attention_simd.py (head_dim % 32 == 0, C-contiguous
+    caches and output); the same operations in a fixed float32 order."""
+    t, nh, hd = q.shape
+    nkv, n_ctx, _ = k_cache.shape
+    group = nh // nkv
+    scale = np.float32(1.0 / np.sqrt(hd))
+    n_max = n_past + t
+    for item in prange(t * nh):
+        i = item // nh
+        h = item % nh
+        n = n_past + i + 1
+        base = (h // group) * n_ctx * hd  # this kv head's rows in the flat cache
+        qv = np.empty(hd, np.float32)
+        for d in range(hd):
+            qv[d] = round_f16(q[i, h, d]) if round_q else q[i, h, d]
+        p = np.empty(n_max, np.float32)
+        mx = np.float32(-np.inf)
+        zero = 0
+        for j in range(n):
+            s = dot_row(qv, zero, k_cache, base + j * hd, hd) * scale
+            p[j] = s
+            mx = max(mx, s)
+        total = 0.0
+        for j in range(n):
+            e = np.exp(p[j] - mx)
+            p[j] = e
+            total += np.float64(e)
+        inv = np.float32(1.0 / total)
+        for j in range(n):
+            pj = p[j] * inv
+            p[j] = round_f16(pj) if round_probs else pj
+        weighted_rows(p, n, v_cache, base, hd, out, (i * nh + h) * hd, hd)
+
+
 def attention_numba(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, n_past: int,
                     round_q: bool, round_probs: bool, out: np.ndarray) -> None:
     """Numba twin of `attention_numpy` (float32 sums in a different order: equal to ~1e-6)."""
-    if k_cache.dtype == np.float16:
+    f16 = k_cache.dtype == np.float16
+    if (q.shape[2] % CHUNK == 0 and (F16C or not f16) and out.flags.c_contiguous
+            and k_cache.flags.c_contiguous and v_cache.flags.c_contiguous):
+        kc, vc = (k_cache.view(np.uint16), v_cache.view(np.uint16)) if f16 else (k_cache, v_cache)
+        _attention_simd_kernel(q, kc, vc, n_past, round_q, round_probs, out)
+        return
+    if f16:
         _attention_kernel(q, k_cache.view(np.uint16), v_cache.view(np.uint16), True, n_past, round_q,
                           round_probs, out)
     else:
