@@ -109,6 +109,21 @@ def attention_numpy(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, n_p
             out[i, h, :] = p @ v[kv, :n_past + i + 1]
 
 
+@njit(cache=True, inline="always")
+def _probabilities(p, n, mx, round_probs):  # noqa: ANN001, ANN202
+    """Scores p[:n] (max mx) -> softmax probabilities in place: ggml's float32 exp, the sum in float64,
+    then p · float32(1/sum), rounded to fp16 where the origin does."""
+    total = 0.0
+    for j in range(n):
+        e = np.exp(p[j] - mx)
+        p[j] = e
+        total += np.float64(e)
+    inv = np.float32(1.0 / total)
+    for j in range(n):
+        pj = p[j] * inv
+        p[j] = round_f16(pj) if round_probs else pj
+
+
 # reassociation lets LLVM vectorize the float32 dot products and sums (rounding-level differences)
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def _attention_kernel(q, k_cache, v_cache, kv_f16, n_past, round_q, round_probs, out):  # noqa: ANN001
@@ -140,19 +155,12 @@ def _attention_kernel(q, k_cache, v_cache, kv_f16, n_past, round_q, round_probs,
             s *= scale
             p[j] = s
             mx = max(mx, s)
-        total = 0.0
-        for j in range(n):
-            e = np.exp(p[j] - mx)
-            p[j] = e
-            total += np.float64(e)
-        inv = np.float32(1.0 / total)
+        _probabilities(p, n, mx, round_probs)
         o = out[i, h]
         for d in range(hd):
             o[d] = 0
         for j in range(n):
-            pj = p[j] * inv
-            if round_probs:
-                pj = round_f16(pj)
+            pj = p[j]
             vr = v_cache[kv, j]
             if kv_f16:
                 for d in range(hd):
@@ -186,15 +194,7 @@ def _attention_simd_kernel(q, k_cache, v_cache, n_past, round_q, round_probs, ou
             s = dot_row(qv, zero, k_cache, base + j * hd, hd) * scale
             p[j] = s
             mx = max(mx, s)
-        total = 0.0
-        for j in range(n):
-            e = np.exp(p[j] - mx)
-            p[j] = e
-            total += np.float64(e)
-        inv = np.float32(1.0 / total)
-        for j in range(n):
-            pj = p[j] * inv
-            p[j] = round_f16(pj) if round_probs else pj
+        _probabilities(p, n, mx, round_probs)
         weighted_rows(p, n, v_cache, base, hd, out, (i * nh + h) * hd, hd)
 
 
