@@ -49,7 +49,9 @@ import numpy as np
 from numba import njit, prange
 from tritium.core.compute import simd_x86
 from tritium.core.compute.act_quant import QuantizedActivations
-from tritium.core.compute.float16 import f16_bits_to_f32
+from tritium.core.compute.dense_simd import CHUNK as DENSE_CHUNK
+from tritium.core.compute.dense_simd import f16_tile_1x1, f16_tile_4x1, f16_tile_4x4
+from tritium.core.compute.float16 import F16C, f16_bits_to_f32
 from tritium.core.compute.fma import fma32, fma32_numpy
 from tritium.core.compute.simd_x86 import isum4, q8k_rows4, q8k_rows4_vnni, q8k_rows4x2, q8k_rows4x4_vnni
 from tritium.core.compute.tl1_lut import tl1_matmul_numba, tl1_matmul_numpy
@@ -666,6 +668,38 @@ def _dense_f16_kernel(wbits, x, n_items, out):  # noqa: ANN001
                 out[i, r] = s
 
 
+@njit(parallel=True, cache=True)
+def _dense_f16_tile_kernel(wbits, x, n_items, out):  # noqa: ANN001
+    """`_dense_f16_kernel` with dense_simd's tiles (C-contiguous operands, K % 32 == 0): one token
+    row by row, several in tiles of 4 rows × 4 tokens (a partial last tile repeats its last row)."""
+    m, k = wbits.shape
+    t = x.shape[0]
+    rows = 1 if t == 1 else 4
+    n_tiles = (m + rows - 1) // rows
+    per_item = (n_tiles + n_items - 1) // n_items
+    n_four = t - t % 4
+    for item in prange(n_items):
+        for tile in range(item * per_item, min(n_tiles, (item + 1) * per_item)):
+            if t == 1:
+                out[0, tile] = f16_tile_1x1(wbits, tile * k, x, 0, k, k)[0]
+                continue
+            ra, rb, rc, rd = _quad_rows(tile, m)
+            oa, ob, oc, od = ra * k, rb * k, rc * k, rd * k
+            for t0 in range(0, n_four, 4):
+                y = f16_tile_4x4(wbits, oa, ob, oc, od, x, t0, k, k)
+                for j in range(4):
+                    out[t0 + j, ra] = y[4 * j]
+                    out[t0 + j, rb] = y[4 * j + 1]
+                    out[t0 + j, rc] = y[4 * j + 2]
+                    out[t0 + j, rd] = y[4 * j + 3]
+            for tt in range(n_four, t):
+                y0, y1, y2, y3 = f16_tile_4x1(wbits, oa, ob, oc, od, x, tt, k, k)
+                out[tt, ra] = y0
+                out[tt, rb] = y1
+                out[tt, rc] = y2
+                out[tt, rd] = y3
+
+
 @njit(parallel=True, cache=True, fastmath=True)
 def _dense_f32_kernel(w, x, out):  # noqa: ANN001
     m, k = w.shape
@@ -684,7 +718,11 @@ def dense_matmul_numba(w: np.ndarray, x: np.ndarray, out: np.ndarray, n_items: i
     """Numba twin of `dense_matmul_numpy`: fp16 rows are converted on the fly (no float32 copy of the
     matrix is ever made); float32 sums in a vectorized order (differs from numpy's by rounding only)."""
     if w.dtype == np.float16:
-        _dense_f16_kernel(w.view(np.uint16), x, n_items or work_items(), out)
+        bits = w.view(np.uint16)
+        if F16C and w.shape[1] % DENSE_CHUNK == 0 and w.flags.c_contiguous and x.flags.c_contiguous:
+            _dense_f16_tile_kernel(bits, x, n_items or work_items(), out)
+        else:
+            _dense_f16_kernel(bits, x, n_items or work_items(), out)
     elif w.dtype == np.float32:
         _dense_f32_kernel(w, x, out)
     else:

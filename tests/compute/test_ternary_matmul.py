@@ -89,7 +89,7 @@ def test_rejects_mismatched_plane_order() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
-@pytest.mark.parametrize("t", [1, 3])
+@pytest.mark.parametrize("t", [1, 3, 9])  # 9: two token quads and one token alone (F16 tiles)
 def test_dense_numba_close_to_numpy(dtype: type, t: int) -> None:
     rng = np.random.default_rng(8)
     w = rng.standard_normal((301, 256)).astype(dtype)
@@ -101,3 +101,19 @@ def test_dense_numba_close_to_numpy(dtype: type, t: int) -> None:
     tm.dense_matmul_numpy(w, x, b)
     exact = x.astype(np.float64) @ w.astype(np.float64).T
     assert np.abs(a - exact).max() < 1e-4 and np.abs(b - exact).max() < 1e-4
+
+
+def test_f16_lm_head_row_results_do_not_depend_on_the_other_rows() -> None:
+    # 301 rows: the last 4-row tile repeats its last row; each row's result must be the one it gets
+    # as part of any slice (the tiles never mix rows), and the odd K falls back to the plain kernel.
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((301, 320)).astype(np.float16)
+    x = rng.standard_normal((6, 320)).astype(np.float32)
+    full = np.zeros((6, 301), np.float32)
+    tm.dense_matmul_numba(w, x, full)
+    part = np.zeros((6, 7), np.float32)
+    tm.dense_matmul_numba(np.ascontiguousarray(w[294:]), x, part)
+    assert np.array_equal(full[:, 294:], part)
+    odd = np.zeros((6, 301), np.float32)
+    tm.dense_matmul_numba(np.ascontiguousarray(w[:, :300]), np.ascontiguousarray(x[:, :300]), odd)
+    np.testing.assert_allclose(odd, x[:, :300] @ w[:, :300].astype(np.float32).T, rtol=1e-4, atol=1e-4)
