@@ -30,7 +30,8 @@ tritium / llama.cpp (throughput: higher is better for tritium; latencies: lower 
 `--soak S`: S seconds of mixed load (1–8 concurrent clients, 8–96 tokens, streaming and not) against
 tritium with the backend plugin SIGKILLed every `--kill-every` seconds (found through the Admin service);
 reports requests, failures, greedy answers that differ from the first answer to the same prompt, kills,
-and the RSS of the core process and of the plugin processes at the start and the end.
+and the RSS of the core process and of the plugin processes at the start and the end, sampled every
+30 s, with the growth after `--warmup` seconds (default 90) in percent.
 """
 
 from __future__ import annotations
@@ -410,6 +411,8 @@ def soak(model: Path, args: argparse.Namespace, log_dir: Path) -> dict:
         "core_rss_mb": rss_mb(server.proc.pid),
         "plugins_rss_mb": {n: rss_mb(p) for n, p in pids.items()},
     }
+    samples: list[dict] = []
+    warm_box: list[dict] = []  # the first sample at or after --warmup
     first_answer: dict[tuple[int, int], str] = {}
     stats = {"requests": 0, "failed": 0, "mismatched": 0, "kills": 0, "tokens": 0, "errors": []}
     end_at = time.monotonic() + args.soak
@@ -457,8 +460,21 @@ def soak(model: Path, args: argparse.Namespace, log_dir: Path) -> dict:
                         )
                         next_kill += args.kill_every
 
+            async def sampler() -> None:
+                # RSS of the core and of the whole tree every 30 s; the one at --warmup is the baseline
+                # the growth is measured from (caches, numba's compiled kernels and the KV pages of
+                # the first long requests are in place by then).
+                t0 = time.monotonic()
+                while time.monotonic() < end_at:
+                    await asyncio.sleep(min(30.0, max(end_at - time.monotonic(), 0.0)))
+                    snap = await asyncio.to_thread(rss_snapshot, server.proc.pid, admin_port)
+                    snap["at_s"] = round(time.monotonic() - t0)
+                    samples.append(snap)
+                    if not warm_box and time.monotonic() - t0 >= args.warmup:
+                        warm_box.append(snap)
+
             # 8 clients that pause at random between requests: 1 to 8 of them in flight at a time.
-            await asyncio.gather(killer(), *(worker(w) for w in range(8)))
+            await asyncio.gather(killer(), sampler(), *(worker(w) for w in range(8)))
 
     try:
         asyncio.run(load())
@@ -474,6 +490,8 @@ def soak(model: Path, args: argparse.Namespace, log_dir: Path) -> dict:
         ]
     finally:
         server.stop()
+    warm = warm_box[0] if warm_box else samples[0] if samples else None
+    last = samples[-1] if samples else None
     return {
         "soak_s": args.soak,
         "kill_every_s": args.kill_every,
@@ -481,8 +499,26 @@ def soak(model: Path, args: argparse.Namespace, log_dir: Path) -> dict:
         "rss_start": start,
         "rss_end": end,
         "core_rss_growth_mb": round(end["core_rss_mb"] - start["core_rss_mb"], 1),
+        "rss_samples": samples,
+        "warmup_s": args.warmup,
+        "rss_after_warmup": warm,
+        "core_rss_growth_after_warmup_pct": growth_pct(warm, last, "core_rss_mb"),
+        "tree_rss_growth_after_warmup_pct": growth_pct(warm, last, "tree_rss_mb"),
         "restarts_metrics": restarts_line,
     }
+
+
+def rss_snapshot(core_pid: int, admin_port: int) -> dict:
+    """RSS (MB) of the core process and of the core plus its plugin processes."""
+    core = rss_mb(core_pid)
+    plugins = sum(rss_mb(p) for p in plugin_pids(admin_port).values())
+    return {"core_rss_mb": round(core, 1), "tree_rss_mb": round(core + plugins, 1)}
+
+
+def growth_pct(before: dict | None, after: dict | None, key: str) -> float | None:
+    if not before or not after or not before[key]:
+        return None
+    return round(100.0 * (after[key] - before[key]) / before[key], 1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -508,6 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the JSON document here")
     ap.add_argument("--soak", type=float, metavar="SECONDS", help="soak mode (see the module docstring)")
     ap.add_argument("--kill-every", type=float, default=60.0)
+    ap.add_argument(
+        "--warmup", type=float, default=90.0, help="soak: seconds before the RSS baseline is taken"
+    )
     ap.add_argument("--backend-name", default="cpu")
     args = ap.parse_args(argv)
 
