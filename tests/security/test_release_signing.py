@@ -70,6 +70,7 @@ def test_a_package_edited_after_signing_is_refused(release, tmp_path):
     shutil.copytree(root / "plugins" / "scheduler_basic", pkg)
     (pkg / "policies.py").write_text((pkg / "policies.py").read_text() + "\n# edited after signing\n")
     out = subprocess.run(
-        [sys.executable, "-m", "tritium.core.cli", "plugin", "verify", str(pkg), "--trust", str(root / "trust")],
+        [sys.executable, "-m", "tritium.core.cli", "plugin", "verify", str(pkg),
+         "--trust", str(root / "trust")],
         capture_output=True, text=True, cwd=REPO, check=False)
     assert out.returncode == 1 and "policies.py" in out.stderr
