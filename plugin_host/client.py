@@ -58,6 +58,7 @@ class _OnInstance:
 
     inst: Instance
     held: dict[int, int] = field(default_factory=dict)
+    segments: set[str] = field(default_factory=set)  # its shared-memory segments this client mapped
 
 
 class BackendClient:
@@ -145,9 +146,19 @@ class BackendClient:
             self.model = resp.model
             self.interpretation = list(resp.interpretation)
         for key in [k for k, o in self._on.items() if o.inst.dead]:
-            del self._on[key]  # forget instances that are gone
+            self._forget(key)  # instances that are gone
         on = self._on[inst.key] = _OnInstance(inst)
         return on
+
+    def _forget(self, key: str) -> None:
+        """Drop what this client holds of instance `key`, its segment mappings included: the pages of
+        a dead plugin's logits segment stay resident for as long as someone maps them."""
+        on = self._on.pop(key)
+        if on.segments:
+            for view_key in [k for k in self._views if k[0] in on.segments]:
+                del self._views[view_key]
+            for name in on.segments:
+                self._segments.drop(name)
 
     def _rehome(self, sid: int, inst: Instance | None) -> None:
         """Move sequence `sid`'s lease to `inst` (None: drop it)."""
@@ -186,7 +197,8 @@ class BackendClient:
             self._load = LoadArgs(
                 path, format, n_ctx, threads, kv_dtype, max_sequences, max_logit_rows or max_sequences
             )
-            self._on.clear()  # every instance must load this model
+            for key in list(self._on):  # every instance must load this model
+                self._forget(key)
             self.model = None
             self._history.clear()
             self._chunks.clear()
@@ -404,6 +416,7 @@ class BackendClient:
                 if len(views) >= _MAX_VIEWS:
                     views.clear()
                 views[key] = view
+                self._on[inst.key].segments.add(h.segment)
             elif view.shape[0] != (len(toks) if all_logits else 1):
                 raise PluginProtocolError(
                     inst.name,

@@ -101,6 +101,10 @@ def test_sigkill_mid_generation_gives_exactly_the_undisturbed_tokens(sup, client
     assert _greedy(client.eval, client.new_sequence, N_NEW, on_step=kill_at_10) == in_process_tokens
     assert mp.restarts == restarts + 1 and mp.state == PluginState.READY
     assert client.replayed_steps - replayed == 11  # the prompt step and 10 decode steps, one by one
+    # The dead instance's logits segment is unmapped here too (its pages would stay resident):
+    # only the live plugin's segments remain mapped.
+    mapped = list(client._segments._segments)
+    assert mapped and all(name.startswith(f"tritium-{mp.instance.pid}-") for name in mapped), mapped
 
 
 def test_fast_lane_step_equals_the_grpc_step(sup, client):
