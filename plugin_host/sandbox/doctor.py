@@ -39,7 +39,7 @@ def _cgroup_memory() -> str:
 def kernel_features(timeout: float = 20.0) -> dict[str, dict]:
     """{confinement: {"available": bool, "detail": str}} for every confinement, plus "kernel" and
     "cgroup_memory" entries (detail only)."""
-    # The interpreter's folders: the identity step must make them reachable by uid 65534 for real.
+    # The interpreter's folders: the identity step must make them reachable by the plugin's uid for real.
     runtime = sorted({sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))})
     spec = {"confinements": _ALL, "required": [], "limits": {}, "read_only": runtime, "read_write": []}
     env = {**os.environ, SPEC_ENV: json.dumps(spec)}
@@ -57,7 +57,7 @@ def kernel_features(timeout: float = 20.0) -> dict[str, dict]:
         "landlock": f"ABI {abi}" if abi else "not available",
         "seccomp": sc_detail if sc_ok else sc_detail,
         "namespaces": "user + network namespaces (unprivileged unshare)",
-        "identity": "real uid drop to 65534 (needs a root core; runtime paths exposed in a private mount ns)",
+        "identity": "real drop to the plugin's own uid (root core; paths exposed in a private mount ns)",
         "rlimits": "RLIMIT_DATA/CPU/NOFILE/NPROC/FSIZE/CORE",
         "no_new_privs": "prctl(PR_SET_NO_NEW_PRIVS)",
     }

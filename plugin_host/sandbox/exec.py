@@ -6,9 +6,9 @@
 It runs before any thread exists, so what it sets holds for the plugin in any language: Landlock and
 seccomp bind the calling thread and everything it execs. Order matters:
   1. rlimits (while still allowed to set them as we like);
-  2. identity: root makes the paths the plugin needs reachable by 65534 in a private mount namespace
-     (private_mounts.py), then drops to 65534 (setgroups, setresgid, setresuid);
-  3. user + network namespaces (maps 65534 inside to our ids outside);
+  2. identity: root makes the paths the plugin needs reachable by the spec's uid in a private mount
+     namespace (private_mounts.py), then drops to it (setgroups, setresgid, setresuid);
+  3. user + network namespaces (maps the spec's uid inside to our ids outside);
   4. no_new_privs;
   5. Landlock (filesystem allow-list, no TCP, IPC scoped to the sandbox);
   6. seccomp (last: the steps above need syscalls it denies, e.g. unshare); its listener (blocked

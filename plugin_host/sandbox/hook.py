@@ -22,11 +22,14 @@ core leak through it).
 
 from __future__ import annotations
 
+import grp
 import json
 import logging
 import os
+import pwd
 import sys
 import sysconfig
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -77,8 +80,14 @@ class SandboxConfig:
     # Extra read-only paths for every plugin (e.g. the models folder a backend loads from).
     read_paths: tuple[str, ...] = ()
     scratch_root: Path = field(default_factory=default_scratch_root)
-    uid: int = NOBODY
+    uid: int = NOBODY  # the identity of every plugin when uid_per_plugin is off
     gid: int = NOBODY
+    # A root core gives each plugin its own uid/gid (uid_base + a stable hash of its name, skipping ids
+    # the host or another plugin uses): plugins cannot read each other's shared-memory segments or
+    # scratch, and RLIMIT_NPROC counts each plugin's threads alone.
+    uid_per_plugin: bool = True
+    uid_base: int = 61000
+    uid_range: int = 1000
     pass_env: tuple[str, ...] = ()
     # Plugins may not start processes (seccomp: fork/vfork/clone without CLONE_THREAD fail with EAGAIN).
     subprocesses: bool = False
@@ -127,6 +136,7 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self._features = features
         self.specs: dict[str, dict] = {}
+        self._ids: dict[str, int] = {}  # plugin name -> its uid (= gid) under a root core
 
     def features(self) -> dict:
         """The kernel's confinement features (probed once; see doctor.kernel_features)."""
@@ -178,19 +188,19 @@ class Sandbox:
             confinements.remove("identity")  # optional and impossible here: say so in the spec
         self._check_kernel(manifest, confinements)
         scratch = self.scratch_dir(manifest.name)
+        uid, gid = self.identity_of(manifest.name) if drop else (cfg.uid, cfg.gid)
         if drop:
-            for p in [scratch, *scratch.iterdir()]:
-                os.chown(p, cfg.uid, cfg.gid)
+            _chown_tree(scratch, uid, gid)
         os.chmod(scratch, 0o700)
         shm_dir = env.get("TRITIUM_SHM_DIR", "/dev/shm")
         spec = {
             "confinements": confinements,
             "required": list(cfg.required),
             "limits": cfg.limits_for(manifest.name).as_dict(),
-            "uid": cfg.uid,
+            "uid": uid,
             "subprocesses": cfg.subprocesses,
             "cpus": list(cfg.cpus),
-            "gid": cfg.gid,
+            "gid": gid,
             "read_only": sorted({*runtime_read_paths(argv), str(manifest.root), *cfg.read_paths}),
             "read_write": [str(scratch), shm_dir, "/dev/null"],
             # Python's importer lists these folders to find `tritium.plugins` / `tritium.plugin_host`
@@ -217,9 +227,49 @@ class Sandbox:
         log.info("plugin %s: sandbox %s (required %s)", manifest.name, confinements, list(cfg.required))
         return wrapped, penv
 
+    def identity_of(self, name: str) -> tuple[int, int]:
+        """The uid and gid plugin `name` runs as under a root core: its own (see SandboxConfig), the
+        same one for every restart, or the shared cfg.uid/cfg.gid when uid_per_plugin is off."""
+        cfg = self.config
+        if not cfg.uid_per_plugin:
+            return cfg.uid, cfg.gid
+        if name not in self._ids:
+            taken = set(self._ids.values())
+            start = zlib.crc32(name.encode()) % cfg.uid_range
+            for i in range(cfg.uid_range):
+                uid = cfg.uid_base + (start + i) % cfg.uid_range
+                if uid not in taken and not _host_id_exists(uid):
+                    self._ids[name] = uid
+                    break
+            else:
+                raise SandboxError(name, f"no free uid in [{cfg.uid_base}, {cfg.uid_base + cfg.uid_range})")
+        uid = self._ids[name]
+        return uid, uid
+
     def with_config(self, **changes: object) -> Sandbox:
         """A new Sandbox with some config fields changed (same probed features)."""
         return Sandbox(replace(self.config, **changes), features=self._features)
+
+
+def _host_id_exists(uid: int) -> bool:
+    """True if the host has a user or a group with this id (a plugin must not become it)."""
+    for lookup in (pwd.getpwuid, grp.getgrgid):
+        try:
+            lookup(uid)
+            return True
+        except KeyError:
+            pass
+    return False
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Give the scratch folder and everything in it to the plugin's ids: anything left by a run under
+    other ids (numba's cache folders, a core that assigned uids differently) would be unwritable, and
+    numba refuses to compile a cached kernel it cannot cache. A few hundred files at most."""
+    for folder, dirs, files in os.walk(root):
+        os.chown(folder, uid, gid, follow_symlinks=False)
+        for f in [*dirs, *files]:
+            os.chown(os.path.join(folder, f), uid, gid, follow_symlinks=False)
 
 
 def chain_hooks(*hooks: SandboxHook | None) -> SandboxHook:

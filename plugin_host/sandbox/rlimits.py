@@ -27,8 +27,8 @@ class Limits:
     memory_bytes: int = 4 * GiB  # RLIMIT_DATA
     cpu_seconds: int = 0  # RLIMIT_CPU: SIGXCPU at the limit, SIGKILL one second later
     open_files: int = 1024  # RLIMIT_NOFILE
-    # RLIMIT_NPROC: threads count, per user id; with `identity` every plugin is uid 65534, so this
-    # bounds the threads of all plugins together.
+    # RLIMIT_NPROC: threads count, per user id; with `identity` each plugin has its own uid, so this
+    # bounds each plugin's threads (without it the core's uid: not binding for root).
     processes: int = 256
     file_bytes: int = 8 * GiB  # RLIMIT_FSIZE (shared-memory segments are files too)
     core_bytes: int = 0  # RLIMIT_CORE: no core dumps

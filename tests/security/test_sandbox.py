@@ -68,7 +68,7 @@ def test_launcher_refuses_when_a_required_confinement_fails(features, root, keys
     )
     # No uid is 4294967295 (-1): the identity step (a root core) or, unprivileged, the namespaces step
     # (no uid map can map it) fails for real inside the launcher.
-    cfg = SandboxConfig(scratch_root=root / "scratch", uid=4294967295, gid=4294967295)
+    cfg = SandboxConfig(scratch_root=root / "scratch", uid=4294967295, gid=4294967295, uid_per_plugin=False)
     step = "identity" if os.geteuid() == 0 else "namespaces"
     with Supervisor(sandbox=Sandbox(cfg, features=features)) as sup:
         sup.register(m)
@@ -101,19 +101,46 @@ def test_running_plugin_has_its_confinements(features, root, keys):
     assert not [f for f in fds if "seccomp" in f], fds
     assert have["no_new_privs"] == "yes" and have["seccomp"] == "filter"
     assert have["user_namespace"] == "own" and have["net_namespace"] == "own"
-    assert have["uid"].startswith("65534 inside")
+    uid = sandbox.specs["toy"]["uid"]  # its own under a root core, else 65534 inside the namespace
+    assert have["uid"].startswith(f"{uid} inside")
     assert have["max data size"] == str(768 << 20)
     assert "landlock" in have["required"]
     assert "Cpus_allowed_list:\t0\n" in status
     if os.geteuid() == 0:
-        # A root core: the plugin is uid/gid 65534 outside its namespace too, for real (real, effective,
-        # saved and filesystem ids, as the core reads them), and `identity` was required.
-        assert "Uid:\t65534\t65534\t65534\t65534\n" in status, status
-        assert "Gid:\t65534\t65534\t65534\t65534\n" in status, status
+        # A root core: the plugin runs as its own uid/gid outside its namespace too, for real (real,
+        # effective, saved and filesystem ids, as the core reads them), and `identity` was required.
+        assert uid == sandbox.identity_of("toy")[0] and cfg.uid_base <= uid < cfg.uid_base + cfg.uid_range
+        assert f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}\n" in status, status
+        assert f"Gid:\t{uid}\t{uid}\t{uid}\t{uid}\n" in status, status
         assert "Groups:\t \n" in status or "Groups:\t\n" in status  # no supplementary groups
-        assert have["uid"] == "65534 inside its namespace, 65534 outside"
+        assert have["uid"] == f"{uid} inside its namespace, {uid} outside"
         assert "identity" in have["required"].split(",")
     assert marks and inst.process.manifest.root.parent == root / "copies"  # ran from the verified copy
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root core can give plugins their own uids")
+def test_each_plugin_runs_as_its_own_uid(features, root, keys):
+    # Two plugins of one root core: distinct uids outside any host user or group, the same one again
+    # after a restart; so neither can open the other's 0600 shared-memory segments or scratch.
+    cfg = SandboxConfig(scratch_root=root / "scratch-ids")
+    sandbox = Sandbox(cfg, features=features)
+    verifier = SignatureVerifier(trust=keys.store("ids"), copy_root=root / "copies-ids")
+    uids = {}
+    with Supervisor(verify=verifier, sandbox=sandbox, policy=RestartPolicy(backoff_initial_s=0.01)) as sup:
+        for name in ("toy_a", "toy_b"):
+            sup.register(make_signed_package(root / name, MISBEHAVING, ["toy_backend"], keys.private,
+                                             name=name, kind="backend"))
+            inst = sup.start(name)
+            status = Path(f"/proc/{inst.pid}/status").read_text()
+            uids[name] = int(next(ln for ln in status.splitlines() if ln.startswith("Uid:")).split()[1])
+            assert uids[name] == sandbox.identity_of(name)[0]
+            assert (root / "scratch-ids" / name).stat().st_uid == uids[name]
+        assert uids["toy_a"] != uids["toy_b"] and os.getuid() not in uids.values()
+        assert all(cfg.uid_base <= u < cfg.uid_base + cfg.uid_range for u in uids.values())
+        sup.stop("toy_a")
+        again = sup.start("toy_a")
+        status = Path(f"/proc/{again.pid}/status").read_text()
+        assert f"Uid:\t{uids['toy_a']}\t" in status
 
 
 def test_environment_is_filtered(features, root, keys):
