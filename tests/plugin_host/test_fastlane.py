@@ -111,9 +111,10 @@ def test_hang_hits_the_deadline_and_the_plugin_is_restarted(sup):
     inst = sup.instance("basic")
     os.kill(inst.pid, signal.SIGSTOP)  # a hung plugin: alive, silent
     t0 = time.monotonic()
-    # The stopped one is killed at its deadline, the restarted one answers.
-    resp = SchedulerClient(sup, "basic", timeout_s=1.0).schedule(_snapshot(12))
-    assert resp.step_id == 12 and 1.0 <= time.monotonic() - t0 < 20
+    # The stopped one is killed at its deadline, the restarted one answers (its first call within the
+    # same deadline: 3 s leaves room for a machine busy with other jobs).
+    resp = SchedulerClient(sup, "basic", timeout_s=3.0).schedule(_snapshot(12))
+    assert resp.step_id == 12 and 3.0 <= time.monotonic() - t0 < 30
     assert "did not answer within its deadline" in inst.fault_reason
     assert sup.instance("basic").pid != inst.pid
 
