@@ -17,7 +17,7 @@ import time
 import grpc
 import numba
 import numpy as np
-from tritium.protos.tritium.plugin.v1 import backend_pb2
+from tritium.protos.tritium.plugin.v1 import backend_pb2, common_pb2
 from tritium.sdk import shm
 
 
@@ -40,6 +40,7 @@ class ModelRunner:
         self.max_rows = 0
         self.n_vocab = 0
         self.sequences: dict[int, object] = {}
+        self._row_views: dict[tuple, tuple] = {}  # (segment, first row, rows) -> (handle, array)
 
     def run(self, fn, *args):  # noqa: ANN001, ANN002, ANN201
         """Run fn(*args) under the runner's lock (one Runtime call at a time) and return its result."""
@@ -51,6 +52,7 @@ class ModelRunner:
         self.sequences.clear()
         self.runtime = self.loaded = None
         if self.logits is not None:
+            self._row_views.clear()  # they map the segment: its memory goes only with them
             self.logits.close()
             self.logits = None
 
@@ -124,6 +126,7 @@ class ModelRunner:
         rows = sum(len(s.tokens) if s.all_logits else 1 for s in request.batch)
         if rows > self.max_rows:
             # Rare (a prefill with all_logits): grow the segment; the host maps the new one by name.
+            self._row_views.clear()
             self.logits.close()
             self.max_rows = max(rows, 2 * self.max_rows)
             self.logits = shm.Segment.create(self.max_rows * self.n_vocab * 4, "logits")
@@ -138,24 +141,34 @@ class ModelRunner:
         for item in full:
             row_of[item.sequence_id] = row
             row += len(item.tokens)
-        row_bytes = self.n_vocab * 4
         for item in request.batch:
             n = len(item.tokens) if item.all_logits else 1
             sid = item.sequence_id
-            resp.outputs.add(
-                sequence_id=sid,
-                logits=self.logits.handle(row_of[sid] * row_bytes, np.float32, (n, self.n_vocab)),
-                n_past=self.sequences[sid].n_past + len(item.tokens),
-            )
+            out = resp.outputs.add(sequence_id=sid, n_past=self.sequences[sid].n_past + len(item.tokens))
+            out.logits.CopyFrom(self._rows(row_of[sid], n)[0])
         rt, seqs = self.runtime, self.sequences
         if plain:
-            out = self.logits.view(0, np.float32, (len(plain), self.n_vocab))
+            out = self._rows(0, len(plain))[1]
             rt.step([(seqs[i.sequence_id], list(i.tokens)) for i in plain], logits_out=out)
         if full:
-            out = self.logits.view(len(plain) * row_bytes, np.float32, (row - len(plain), self.n_vocab))
+            out = self._rows(len(plain), row - len(plain))[1]
             rt.step([(seqs[i.sequence_id], list(i.tokens)) for i in full], all_logits=True, logits_out=out)
         resp.compute_us = int((time.perf_counter() - t0) * 1e6)
         return resp
+
+    def _rows(self, first: int, n: int) -> tuple[common_pb2.TensorHandle, np.ndarray]:
+        """The handle and the array of logits rows [first, first + n) of the segment, made once per
+        shape (a decode step asks for the same few every time)."""
+        key = (self.logits.name, first, n)
+        hit = self._row_views.get(key)
+        if hit is None:
+            offset = first * self.n_vocab * 4
+            hit = (self.logits.handle(offset, np.float32, (n, self.n_vocab)),
+                   self.logits.view(offset, np.float32, (n, self.n_vocab)))
+            if len(self._row_views) >= 256:
+                self._row_views.clear()
+            self._row_views[key] = hit
+        return hit
 
     def _admit(self, request: backend_pb2.StepRequest) -> tuple[list, list]:
         """Validate the batch (StepError naming the sequence otherwise), create new sequences and apply
