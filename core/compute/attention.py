@@ -110,6 +110,16 @@ def attention_numpy(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, n_p
 
 
 @njit(cache=True, inline="always")
+def _query(q, i, h, round_q):  # noqa: ANN001, ANN202
+    """Query head h of token i as float32, rounded to fp16 first where the origin does."""
+    hd = q.shape[2]
+    qv = np.empty(hd, np.float32)
+    for d in range(hd):
+        qv[d] = round_f16(q[i, h, d]) if round_q else q[i, h, d]
+    return qv
+
+
+@njit(cache=True, inline="always")
 def _probabilities(p, n, mx, round_probs):  # noqa: ANN001, ANN202
     """Scores p[:n] (max mx) -> softmax probabilities in place: ggml's float32 exp, the sum in float64,
     then p · float32(1/sum), rounded to fp16 where the origin does."""
@@ -137,9 +147,7 @@ def _attention_kernel(q, k_cache, v_cache, kv_f16, n_past, round_q, round_probs,
         h = item % nh
         kv = h // group
         n = n_past + i + 1
-        qv = np.empty(hd, np.float32)
-        for d in range(hd):
-            qv[d] = round_f16(q[i, h, d]) if round_q else q[i, h, d]
+        qv = _query(q, i, h, round_q)
         p = np.empty(n_max, np.float32)
         mx = np.float32(-np.inf)
         for j in range(n):
@@ -184,9 +192,7 @@ def _attention_simd_kernel(q, k_cache, v_cache, n_past, round_q, round_probs, ou
         h = item % nh
         n = n_past + i + 1
         base = (h // group) * n_ctx * hd  # this kv head's rows in the flat cache
-        qv = np.empty(hd, np.float32)
-        for d in range(hd):
-            qv[d] = round_f16(q[i, h, d]) if round_q else q[i, h, d]
+        qv = _query(q, i, h, round_q)
         p = np.empty(n_max, np.float32)
         mx = np.float32(-np.inf)
         zero = 0
