@@ -6,7 +6,7 @@
 
 Without --model, a deterministic random model with the shape of bitnet_b1_58-large (hidden 1536,
 24 layers, 16 heads, ffn 4096, vocab 32002, SiLU-gated `bitnet` arch, F16 tied embedding, TQ2_0
-linears; seed 0) is written once and cached under $TRITIUM_CACHE or ~/.cache/tritium/bench.
+linears; seed 0) is written once and cached under $TRITIUM_CACHE/bench (default ~/.cache/tritium/bench).
 
 Each (engine, threads) measurement runs in a fresh child process, so peak RSS is per engine and no
 cache is shared. The method is the same for both engines (see benchmarks/llamacpp_peer.py): a
@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+from bench_cache import bench_cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
 LARGE = {"arch": "bitnet", "n_vocab": 32002, "n_embd": 1536, "n_layer": 24, "n_head": 16, "n_head_kv": 16,
@@ -164,9 +165,7 @@ def main() -> None:
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--engines", nargs="+", default=["tritium", "llama.cpp"],
                     choices=["tritium", "llama.cpp"])
-    ap.add_argument("--cache-dir", type=Path,
-                    default=Path(os.environ.get("TRITIUM_CACHE",
-                                                Path.home() / ".cache" / "tritium")) / "bench")
+    ap.add_argument("--cache-dir", type=Path, default=bench_cache_dir())
     ap.add_argument("--json", type=Path, help="also write the JSON document here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()

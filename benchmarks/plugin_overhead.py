@@ -71,12 +71,11 @@ def synthetic_model(spec: str, out_dir: Path) -> Path:
 
 
 def large_model() -> Path:
-    """decode.py's bitnet_b1_58-large-shape model (its cache folder), written on first use."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    """decode.py's bitnet_b1_58-large-shape model (in its cache folder), written on first use."""
+    from bench_cache import bench_cache_dir
     from decode import build_model
 
-    cache = Path(os.environ.get("TRITIUM_CACHE", Path.home() / ".cache" / "tritium" / "bench"))
-    return build_model(cache)
+    return build_model(bench_cache_dir())
 
 
 def decode_interleaved(

@@ -6,8 +6,8 @@
                                [--engines tritium llama.cpp] [--tritium-in-process] [--json out.json]
     python benchmarks/serve.py --soak SECONDS [--kill-every 60]
 
-Without --model, a deterministic synthetic BitNet model is written once and cached under $TRITIUM_CACHE
-or ~/.cache/tritium/bench: hidden 1024, ffn 2816, 8 layers, 16 heads, vocab 32002, SiLU-gated
+Without --model, a deterministic synthetic BitNet model is written once and cached under $TRITIUM_CACHE/bench
+(default ~/.cache/tritium/bench): hidden 1024, ffn 2816, 8 layers, 16 heads, vocab 32002, SiLU-gated
 `bitnet` arch, TQ2_0 linears, F16 tied embedding (`tritium.core.formats.synthetic_weights`, seed 0).
 
 Each engine runs as its own server process on 127.0.0.1, started and stopped by this script:
@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_cache import bench_cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE_SHAPE = {
@@ -550,8 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend-name", default="cpu")
     args = ap.parse_args(argv)
 
-    cache = Path(os.environ.get("TRITIUM_CACHE", Path.home() / ".cache" / "tritium")) / "bench"
-    model = args.model or build_model(cache)
+    model = args.model or build_model(bench_cache_dir())
     log_dir = Path(tempfile.mkdtemp(prefix="tritium-serve-bench-"))
     if args.soak:
         doc = {
