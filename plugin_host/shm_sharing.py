@@ -1,8 +1,8 @@
 """Shared-memory segments the core creates for a plugin to read.
 
 A segment is created 0600 by its creator (sdk/shm.py). A plugin of an unprivileged core runs as the
-core's uid outside its namespace and opens it as the owner; a plugin of a root core runs as uid 65534
-for real (the sandbox's `identity`) and could not. `share_segment` hands such a segment to the
+core's uid outside its namespace and opens it as the owner; a plugin of a root core runs as its own
+uid for real (the sandbox's `identity`) and could not. `share_segment` hands such a segment to the
 plugin's uid, still 0600: the root core keeps its access through its capabilities, and no other uid
 gains any.
 """

@@ -195,9 +195,9 @@ def _attention_simd_kernel(q, k_cache, v_cache, n_past, round_q, round_probs, ou
         qv = _query(q, i, h, round_q)
         p = np.empty(n_max, np.float32)
         mx = np.float32(-np.inf)
-        zero = 0
+        q_off = 0  # a variable, so the intrinsic is typed with int64 rather than a literal
         for j in range(n):
-            s = dot_row(qv, zero, k_cache, base + j * hd, hd) * scale
+            s = dot_row(qv, q_off, k_cache, base + j * hd, hd) * scale
             p[j] = s
             mx = max(mx, s)
         _probabilities(p, n, mx, round_probs)

@@ -26,9 +26,10 @@ shared), and with several tokens each row quad's codes stay in L1 while the toke
 prefill gives bit for bit the results of token-by-token decoding.
 
 Two kernel families with identical results: the AVX2 kernels (`simd_x86`: `vpmaddubsw` through LLVM
-intrinsics, software prefetch, about 2x the portable speed) where the CPU has AVX2, and portable numba
-kernels whose int16 multiply-adds LLVM vectorizes (vpmullw/vpaddw; partial sums stay in int16 lanes
-for at most 16 groups, |Σ| ≤ 16·4·2·127 < 2^15, before they are widened).
+intrinsics, software prefetch, about 2x the portable speed) where the CPU has AVX2 — for q8_k with
+`vpdpbusd` and four tokens per pass where it also has VNNI —, and portable numba kernels whose int16
+multiply-adds LLVM vectorizes (vpmullw/vpaddw; partial sums stay in int16 lanes for at most 16 groups,
+|Σ| ≤ 16·4·2·127 < 2^15, before they are widened).
 
 Tritium TL1 weights (`TL1Weight`, no 2-bit codes) go to the lookup-table kernels of tl1_lut.py, which
 read the file's tiles in place; their identity plane shifts keep the packed activations in K order.

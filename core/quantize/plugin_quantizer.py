@@ -181,7 +181,7 @@ class _Session:
             if self._segment is not None:
                 self._segment.close()
             self._segment = shm.Segment.create(max(nbytes, 1 << 20), tag="quant-in")
-            # A root core's plugin runs as uid 65534: the segment must be its to read.
+            # A root core's plugin runs as its own uid: the segment must be its to read.
             share_segment(self._segment.path, self._owner._ready_instance().pid)
         return self._segment.view(0, np.float32, tuple(shape))
 

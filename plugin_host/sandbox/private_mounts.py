@@ -1,7 +1,7 @@
 """Make the paths a plugin needs reachable by its uid, in a private mount namespace, before a root
 launcher drops to that uid.
 
-A root core's runtime often lives where uid 65534 cannot go (here: /root/.pyenv under /root, mode
+A root core's runtime often lives where the plugin's uid cannot go (here: /root/.pyenv under /root, mode
 0700). Changing host permissions is not ours to do; instead the launcher, still root, unshares a mount
 namespace (private propagation: nothing leaks back to the host), and for each folder on the way to a
 needed path that others cannot traverse (a "blocker", e.g. /root) it
