@@ -14,6 +14,8 @@ from tritium.plugin_host.client import BackendClient
 from tritium.plugin_host.discovery import BUILTIN_DIR, discover
 from tritium.plugin_host.supervisor import PluginState, RestartPolicy, Supervisor
 
+from tests.process_control import freeze
+
 compute = pytest.importorskip("tritium.core.compute", reason="the engine's Runtime is not available")
 loader = pytest.importorskip("tritium.core.model.loader", reason="the engine's loader is not available")
 
@@ -134,7 +136,7 @@ def test_sigkill_mid_fast_lane_step_is_retried_with_the_undisturbed_tokens(
 
     def stop_at_10(i):
         if i == 10:  # frozen, so the next Step cannot be answered before the kill below
-            os.kill(first.pid, signal.SIGSTOP)
+            freeze(first.pid)
             stopped.append(first.pid)
 
     def kill_in_flight(self, method, response_cls, timeout):  # noqa: ANN001

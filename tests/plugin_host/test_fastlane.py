@@ -25,6 +25,8 @@ from tritium.plugin_host.supervisor import PluginState, RestartPolicy, Superviso
 from tritium.protos.tritium.plugin.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tritium.sdk import fastlane as wire
 
+from tests.process_control import freeze
+
 FAST = RestartPolicy(
     max_crashes=20, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.05, call_attempts=3, ready_wait_s=20
 )
@@ -86,7 +88,7 @@ def test_sigkill_mid_call_is_unavailable_and_retried_on_the_restarted_instance(s
         return real_answer(self, method, response_cls, timeout)
 
     monkeypatch.setattr(HostLane, "_answer", kill_then_answer)
-    os.kill(first.pid, signal.SIGSTOP)  # it cannot answer before it is killed
+    freeze(first.pid)  # it cannot answer before it is killed
     resp = SchedulerClient(sup, "basic").schedule(_snapshot(11))
     assert resp.step_id == 11 and killed == [first.pid]
     assert mp.restarts == restarts + 1 and mp.state == PluginState.READY
@@ -97,7 +99,7 @@ def test_sigkill_mid_call_is_unavailable_and_retried_on_the_restarted_instance(s
 def test_dead_plugin_reads_as_unavailable(sup):
     inst = sup.instance("basic")
     lane = inst.process.fastlane
-    os.kill(inst.pid, signal.SIGSTOP)  # holds the call, then dies under it
+    freeze(inst.pid)  # holds the call, then dies under it
     threading.Timer(0.2, os.kill, (inst.pid, signal.SIGKILL)).start()
     t0 = time.monotonic()
     with pytest.raises(FastLaneError) as err:
@@ -109,7 +111,7 @@ def test_dead_plugin_reads_as_unavailable(sup):
 
 def test_hang_hits_the_deadline_and_the_plugin_is_restarted(sup):
     inst = sup.instance("basic")
-    os.kill(inst.pid, signal.SIGSTOP)  # a hung plugin: alive, silent
+    freeze(inst.pid)  # a hung plugin: alive, silent
     t0 = time.monotonic()
     # The stopped one is killed at its deadline, the restarted one answers (its first call within the
     # same deadline: 3 s leaves room for a machine busy with other jobs).

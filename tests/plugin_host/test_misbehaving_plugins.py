@@ -21,6 +21,8 @@ from tritium.plugin_host.errors import (
 from tritium.plugin_host.supervisor import PluginState, RestartPolicy, Supervisor
 from tritium.protos.tritium.plugin.v1 import scheduler_pb2
 
+from tests.process_control import freeze
+
 FAST = RestartPolicy(
     max_crashes=3, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.05, call_attempts=2, ready_wait_s=20
 )
@@ -162,7 +164,7 @@ def test_stopped_plugin_is_found_by_the_health_probe(make_package):
         s.register(m)
         pid = s.start(m.name).pid
         t0 = time.monotonic()
-        os.kill(pid, signal.SIGSTOP)  # alive but answering nothing, not even health checks
+        freeze(pid)  # alive but answering nothing, not even health checks
         assert s.wait_for(m.name, lambda p: p.instance is not None and p.instance.pid != pid, 15)
         assert time.monotonic() - t0 < 5
         assert "health check" in s.get(m.name).error or s.get(m.name).restarts == 1
