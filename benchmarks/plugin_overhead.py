@@ -8,6 +8,9 @@ alternating one in-process step and one plugin step so that both see the same ma
                             slot + doorbell pipes, plugin_host/fastlane.py), and beside it by gRPC over
                             the unix socket (BackendClient(fastlane=False)); logits come back through
                             shared memory either way
+  multi-step                the same with --decode-steps K decode steps per Step call (default 4): the
+                            plugin chooses K - 1 greedy tokens itself (SequenceInput.greedy_steps), as
+                            the engine runs greedy requests; each side's tokens are compared
   ratio                     plugin / in-process (issue 4 asks >= 0.95), per lane
   empty Step RTT            a Step with an empty batch: the pure call cost of the hot path, per lane
   Schedule RTT              one Schedule call to the basic scheduler plugin with an 8-request snapshot,
@@ -80,15 +83,20 @@ def large_model() -> Path:
 
 def decode_interleaved(
     model_path: Path,
-    client,
+    client,  # noqa: ANN001
     threads: int,
     batch: int,
-    tokens: int,  # noqa: ANN001
+    tokens: int,
     prompt: list[int],
+    decode_steps: int = 1,
 ) -> dict[str, float]:
-    """Greedy decode `tokens` steps for `batch` sequences both in-process (Runtime.step) and through the
-    plugin (BackendClient.step), alternating step by step so both see the same machine load; returns
-    tokens/s of each, the plugin's share of time inside Runtime, and whether the tokens agree."""
+    """Greedy decode `tokens` tokens for `batch` sequences both in-process (Runtime.step) and through
+    the plugin (BackendClient), alternating so both see the same machine load; returns tokens/s of
+    each, the plugin's share of time inside Runtime, and whether the tokens agree.
+
+    decode_steps=1: one Step call per token, each side samples the argmax itself. decode_steps=k: one
+    call carries k decode steps (BackendClient.step_greedy: k - 1 greedy continuation tokens chosen in
+    the plugin, the k-th by the host from the returned logits), against k in-process steps."""
     from tritium.core.compute import Runtime
     from tritium.core.model.loader import load_model
 
@@ -101,27 +109,46 @@ def decode_interleaved(
     def argmax(logits) -> list[int]:  # noqa: ANN001
         return [int(np.asarray(lg).reshape(-1, n_vocab)[-1].argmax()) for lg in logits]
 
+    def local_block(last: list[int]) -> tuple[list[list[int]], list[int]]:
+        made = [[] for _ in local]
+        for _ in range(decode_steps):
+            last = argmax(rt.step([(s, [t]) for s, t in zip(local, last, strict=True)]))
+            for seq_made, t in zip(made, last, strict=True):
+                seq_made.append(t)
+        return made, last
+
+    def plugin_block(last: list[int]) -> tuple[list[list[int]], list[int]]:
+        feeds = [(s, [t]) for s, t in zip(remote, last, strict=True)]
+        if decode_steps == 1:
+            last = argmax(client.step(feeds))
+            return [[t] for t in last], last
+        outs = client.step_greedy(feeds, [decode_steps - 1] * batch, ())
+        last = argmax([lg for _, lg in outs])
+        return [chosen + [t] for (chosen, _), t in zip(outs, last, strict=True)], last
+
     lt = argmax(rt.step([(s, list(prompt)) for s in local]))
     pt = argmax(client.step([(s, list(prompt)) for s in remote]))
-    lt = argmax(rt.step([(s, [t]) for s, t in zip(local, lt, strict=True)]))  # warm-up step
-    pt = argmax(client.step([(s, [t]) for s, t in zip(remote, pt, strict=True)]))
+    _, lt = local_block(lt)  # warm-up
+    _, pt = plugin_block(pt)
     t_local = t_plugin = 0.0
     c0 = _plugin_compute_s(client)
     agree = True
-    for _ in range(tokens):
+    blocks = max(tokens // decode_steps, 1)
+    for _ in range(blocks):
         t0 = time.perf_counter()
-        lt = argmax(rt.step([(s, [t]) for s, t in zip(local, lt, strict=True)]))
+        made_local, lt = local_block(lt)
         t1 = time.perf_counter()
-        pt = argmax(client.step([(s, [t]) for s, t in zip(remote, pt, strict=True)]))
+        made_plugin, pt = plugin_block(pt)
         t2 = time.perf_counter()
         t_local += t1 - t0
         t_plugin += t2 - t1
-        agree = agree and lt == pt
+        agree = agree and made_local == made_plugin
     compute = _plugin_compute_s(client) - c0
     client.release(*remote)
+    n = batch * blocks * decode_steps
     return {
-        "in_process": batch * tokens / t_local,
-        "plugin": batch * tokens / t_plugin,
+        "in_process": n / t_local,
+        "plugin": n / t_plugin,
         "plugin_compute_share": compute / t_plugin,
         "tokens_agree": agree,
     }
@@ -167,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--no-grpc", action="store_true", help="measure the fast lane only")
     parser.add_argument(
+        "--decode-steps",
+        type=int,
+        default=4,
+        help="also measure K decode steps per Step call (the engine's decode_steps for greedy requests; "
+        "1 skips it)",
+    )
+    parser.add_argument(
         "--cpu",
         type=int,
         help="pin this process and the plugins it starts to this one CPU (with --threads 1: both paths "
@@ -183,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, object] = {
         "threads": args.threads,
+        "decode_steps": args.decode_steps,
         "batch": args.batch,
         "tokens": args.tokens,
         "cpus": len(os.sched_getaffinity(0)),
@@ -197,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         step_stub = backend.stub(backend_pb2_grpc.BackendStub)
         empty = backend_pb2.StepRequest(step_id=1)
         model_loaded = False
-        client = BackendClient(sup, "cpu", config=common_pb2.BackendConfig(stream_count=args.threads))
+        # As the engine runs it (core/serving/plugin_stack.py): logits read in place, not copied out.
+        client = BackendClient(
+            sup, "cpu", config=common_pb2.BackendConfig(stream_count=args.threads), copy_logits=False
+        )
         if not args.latency_only:
             model = args.model
             if args.synthetic:
@@ -253,15 +291,18 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.latency_only:
             prompt = [1, 15, 27, 99, 3, 8, 42, 7]
-            # The default lane first (the fast lane when negotiated), then gRPC beside it.
-            lanes = [("", lane is not None)]
+            # One Step per token by the default lane (the fast lane when negotiated); then several decode
+            # steps per call, as the engine runs greedy decodes; then one Step per token by gRPC.
+            lanes = [("", lane is not None, 1)]
+            if args.decode_steps > 1:
+                lanes.append(("multistep_", lane is not None, args.decode_steps))
             if lane is not None and not args.no_grpc:
-                lanes.append(("grpc_", False))
-            for prefix, use_lane in lanes:
+                lanes.append(("grpc_", False, 1))
+            for prefix, use_lane, steps in lanes:
                 client.fastlane = use_lane
                 rounds = [
                     decode_interleaved(
-                        Path(results["model"]), client, args.threads, args.batch, args.tokens, prompt
+                        Path(results["model"]), client, args.threads, args.batch, args.tokens, prompt, steps
                     )
                     for _ in range(args.rounds)
                 ]
@@ -285,7 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     lane_name = "fast lane" if results["fastlane"] else "gRPC (no fast lane negotiated)"
     if "ratio" in results:
         print(f"  model                      {results['model']}")
-        for prefix, name in (("", lane_name), ("grpc_", "gRPC")):
+        for prefix, name in (
+            ("", f"{lane_name}, one Step per token"),
+            ("multistep_", f"{lane_name}, {args.decode_steps} decode steps per Step (greedy continuation)"),
+            ("grpc_", "gRPC, one Step per token"),
+        ):
             if prefix + "ratio" not in results:
                 continue
             print(f"  -- plugin calls by {name}")

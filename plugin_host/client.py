@@ -20,6 +20,7 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import grpc
@@ -61,12 +62,19 @@ class _OnInstance:
     segments: set[str] = field(default_factory=set)  # its shared-memory segments this client mapped
 
 
+GREEDY_CAPABILITY = "greedy_steps"  # Info capability of backends that serve SequenceInput.greedy_steps
+
+
 class BackendClient:
     """A model running in backend plugin `plugin` (supervised by `supervisor`). Thread-safe.
 
     Each sequence runs on the instance that was current when it started (it holds a lease on it, see
     Supervisor.pin): after a hot replace, sequences in flight finish on the old process while new ones
     start on the new one. A sequence whose instance died moves to the current one by replay.
+
+    `copy_logits=False` makes step() return read-only views of the shared logits segment instead of
+    copies: valid until this client's next step (the plugin writes the next logits there), which is
+    how the engine uses them (it samples each row before the next step).
     """
 
     def __init__(
@@ -78,9 +86,11 @@ class BackendClient:
         step_timeout_s: float = 120.0,
         load_timeout_s: float = 600.0,
         fastlane: bool = True,
+        copy_logits: bool = True,
     ) -> None:
         self._sup = supervisor
         self.fastlane = fastlane  # send Step by the instance's fast lane when it has one
+        self.copy_logits = copy_logits
         self.plugin = plugin
         self._config = config or common_pb2.BackendConfig()
         self._step_timeout = step_timeout_s
@@ -276,9 +286,32 @@ class BackendClient:
 
     def step(self, batch: list[tuple[int, list[int]]], *, all_logits: bool = False) -> list[np.ndarray]:
         """One model step for several sequences; returns each one's logits (last token, or every token
-        with all_logits) as float32 arrays owned by the caller."""
+        with all_logits) as float32 arrays: owned by the caller, or with copy_logits=False read-only
+        views valid until the next step."""
+        return [logits for _, logits in self._step(batch, all_logits, None)]
+
+    def step_greedy(
+        self, batch: list[tuple[int, list[int]]], greedy_steps: list[int], stop_token_ids: Collection[int]
+    ) -> list[tuple[list[int], np.ndarray]]:
+        """step(), then up to greedy_steps[i] greedy tokens for sequence i in the same call (multi-step
+        decode: SequenceInput.greedy_steps), each fed unless it is one of stop_token_ids, which ends
+        the continuation. Returns per sequence (the greedy tokens, the logits after the last token
+        fed); the tokens are what a greedy sampler without penalties would have chosen step by step.
+        A backend without the capability "greedy_steps" answers plain steps: no greedy tokens.
+        """
+        stops = frozenset(stop_token_ids)
+        return self._step(batch, False, [(int(n), stops) for n in greedy_steps])
+
+    def _step(
+        self,
+        batch: list[tuple[int, list[int]]],
+        all_logits: bool,
+        greedy: list[tuple[int, frozenset[int]]] | None,
+    ) -> list[tuple[list[int], np.ndarray]]:
         if self._load is None:
             raise RuntimeError("load_model() first")
+        if greedy is not None and len(greedy) != len(batch):
+            raise ValueError(f"greedy_steps: {len(greedy)} entries for {len(batch)} sequences")
         with self._lock:
             for sid, toks in batch:
                 if sid not in self._history:
@@ -286,7 +319,7 @@ class BackendClient:
                 if not toks:
                     raise ValueError(f"sequence {sid}: no tokens to evaluate")
             step_id = next(self._step_ids)
-            results: dict[int, np.ndarray] = {}
+            results: dict[int, tuple[list[int], np.ndarray]] = {}
             # Sequences pinned to a live instance that is no longer current (hot-replaced) finish there.
             retired: dict[str, list[int]] = {}
             for i, (sid, _) in enumerate(batch):
@@ -297,8 +330,9 @@ class BackendClient:
             rest = [i for i in range(len(batch)) if not any(i in v for v in retired.values())]
             for key, idx in retired.items():
                 sub = [batch[i] for i in idx]
+                sub_greedy = [greedy[i] for i in idx] if greedy is not None else None
                 try:
-                    outs = self._step_on(self._on[key].inst, step_id, sub, all_logits)
+                    outs = self._step_on(self._on[key].inst, step_id, sub, all_logits, sub_greedy)
                 except grpc.RpcError:
                     if not self._on[key].inst.process.alive():
                         rest += idx  # it died while draining: continue on the current instance
@@ -306,31 +340,54 @@ class BackendClient:
                     raise
                 results.update(zip(idx, outs, strict=True))
             if rest:
-                sub = [batch[i] for i in sorted(rest)]
+                rest.sort()
+                sub = [batch[i] for i in rest]
+                sub_greedy = [greedy[i] for i in rest] if greedy is not None else None
                 outs = self._sup.call(
-                    self.plugin, lambda inst: self._step_on(inst, step_id, sub, all_logits), method="Step"
+                    self.plugin,
+                    lambda inst: self._step_on(inst, step_id, sub, all_logits, sub_greedy),
+                    method="Step",
                 )
-                results.update(zip(sorted(rest), outs, strict=True))
-            for sid, toks in batch:
-                self._history[sid].extend(toks)
-                self._chunks[sid].append(len(toks))
+                results.update(zip(rest, outs, strict=True))
+            for i, (sid, toks) in enumerate(batch):
+                history, chunks = self._history[sid], self._chunks[sid]
+                history.extend(toks)
+                chunks.append(len(toks))
+                chosen = results[i][0]
+                if chosen:  # greedy tokens were fed one per model step (a stop token is not fed)
+                    fed = chosen[:-1] if chosen[-1] in greedy[i][1] else chosen
+                    history.extend(fed)
+                    chunks.extend([1] * len(fed))
                 on = self._on[self._home[sid]]
-                on.held[sid] = len(self._history[sid])
+                on.held[sid] = len(history)
             return [results[i] for i in range(len(batch))]
 
     def _step_on(
-        self, inst: Instance, step_id: int, batch: list[tuple[int, list[int]]], all_logits: bool
-    ) -> list[np.ndarray]:
+        self,
+        inst: Instance,
+        step_id: int,
+        batch: list[tuple[int, list[int]]],
+        all_logits: bool,
+        greedy: list[tuple[int, frozenset[int]]] | None,
+    ) -> list[tuple[list[int], np.ndarray]]:
         on = self._ensure(inst)
         for sid, _ in batch:
             if self._home.get(sid) != inst.key:
                 self._rehome(sid, inst)
         self._replay(on, step_id, [sid for sid, _ in batch])
         req = backend_pb2.StepRequest(step_id=step_id)
-        for sid, toks in batch:
-            req.batch.add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), all_logits=all_logits)
+        add = req.batch.add
+        if greedy is not None and GREEDY_CAPABILITY not in inst.process.info.capabilities:
+            greedy = None  # a plain step: the caller samples every token from the logits
+        if greedy is None:
+            for sid, toks in batch:
+                add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), all_logits=all_logits)
+        else:
+            for (sid, toks), (steps, stops) in zip(batch, greedy, strict=True):
+                add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), greedy_steps=steps,
+                    stop_token_ids=sorted(stops) if steps else ())
         resp = self._call_step(inst, req)
-        return self._read_outputs(inst, req, resp, batch, all_logits)
+        return self._read_outputs(inst, req, resp, batch, all_logits, greedy)
 
     def _pending_chunks(self, on: _OnInstance, sid: int) -> list[list[int]]:
         """The committed chunks of `sid` the instance lacks (the first one may be partial)."""
@@ -378,7 +435,8 @@ class BackendClient:
         resp: backend_pb2.StepResponse,
         batch: list[tuple[int, list[int]]],
         all_logits: bool,
-    ) -> list[np.ndarray]:
+        greedy: list[tuple[int, frozenset[int]]] | None = None,
+    ) -> list[tuple[list[int], np.ndarray]]:
         if resp.step_id != req.step_id:
             raise PluginProtocolError(
                 inst.name, f"Step answered step_id {resp.step_id} to step {req.step_id}"
@@ -390,7 +448,7 @@ class BackendClient:
         n_vocab = self.model.n_vocab
         result = []
         views = self._views
-        for (sid, toks), out in zip(batch, resp.outputs, strict=True):
+        for i, ((sid, toks), out) in enumerate(zip(batch, resp.outputs, strict=True)):
             if out.sequence_id != sid:
                 raise PluginProtocolError(
                     inst.name, f"Step output for sequence {out.sequence_id} where {sid} was expected"
@@ -422,14 +480,44 @@ class BackendClient:
                     inst.name,
                     f"Step logits of sequence {sid}: expected {len(toks)} rows, found {view.shape[0]}",
                 )
-            expected_past = len(self._history[sid]) + len(toks)
+            chosen = list(out.greedy_tokens)
+            fed = 0
+            if chosen or greedy is not None:
+                asked = greedy[i] if greedy is not None else (0, frozenset())
+                fed = self._check_greedy(inst, sid, chosen, asked)
+            expected_past = len(self._history[sid]) + len(toks) + fed
             if out.n_past != expected_past:
                 raise PluginProtocolError(
                     inst.name,
                     f"sequence {sid} holds {out.n_past} tokens after Step, expected {expected_past}",
                 )
-            result.append(view.copy())
+            result.append((chosen, view.copy() if self.copy_logits else view))
         return result
+
+    def _check_greedy(
+        self, inst: Instance, sid: int, chosen: list[int], asked: tuple[int, frozenset[int]]
+    ) -> int:
+        """How many of a greedy continuation's tokens were fed; PluginProtocolError when the plugin
+        answered more than asked, out-of-vocabulary ids, a stop token before the end, or stopped early
+        without one."""
+        steps, stops = asked
+        if not chosen:
+            if steps:
+                raise PluginProtocolError(inst.name, f"sequence {sid}: no greedy tokens, {steps} asked")
+            return 0
+        if len(chosen) > steps:
+            raise PluginProtocolError(
+                inst.name, f"sequence {sid}: {len(chosen)} greedy tokens, at most {steps} asked"
+            )
+        n_vocab = self.model.n_vocab
+        if min(chosen) < 0 or max(chosen) >= n_vocab:
+            raise PluginProtocolError(inst.name, f"sequence {sid}: greedy token ids outside [0, {n_vocab})")
+        stopped = chosen[-1] in stops
+        if any(t in stops for t in chosen[:-1]) or (len(chosen) < steps and not stopped):
+            raise PluginProtocolError(
+                inst.name, f"sequence {sid}: greedy continuation {chosen} does not end where it should"
+            )
+        return len(chosen) - 1 if stopped else len(chosen)
 
     def close(self) -> None:
         """Release every sequence's lease and unmap the logits segments."""

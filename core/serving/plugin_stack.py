@@ -130,7 +130,9 @@ class PluginStack:
         try:
             sup.register(manifest, layer)
             sup.start(manifest.name)
-            client = BackendClient(sup, manifest.name, step_timeout_s=600.0, load_timeout_s=600.0)
+            # The engine samples each step's rows before its next step: views of the segment suffice.
+            client = BackendClient(sup, manifest.name, step_timeout_s=600.0, load_timeout_s=600.0,
+                                   copy_logits=False)
             cap = self.config.max_batch_size
             client.load_model(self.model_path, n_ctx=self.config.n_ctx or 0, threads=self._threads(cpus),
                               kv_dtype=self.config.kv_dtype or "",

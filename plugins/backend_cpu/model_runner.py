@@ -119,42 +119,82 @@ class ModelRunner:
         The lm_head writes the last-token logits straight into the shared segment, and the response
         is built before the forward pass: after the model has streamed its weights through the
         caches, every further line of Python here runs cold, and it is on the host's critical path.
+        So the request's fields are read once into plain tuples, and the rest works on those.
         """
         if self.runtime is None:
             raise StepError(grpc.StatusCode.FAILED_PRECONDITION, "Step before LoadModel")
         t0 = time.perf_counter()
-        rows = sum(len(s.tokens) if s.all_logits else 1 for s in request.batch)
+        items = [
+            (i.sequence_id, list(i.tokens), i.all_logits, i.n_past if i.HasField("n_past") else -1,
+             i.greedy_steps)
+            for i in request.batch
+        ]
+        plain, full = self._admit(items)
+        rows = len(plain) + sum(len(item[1]) for item in full)
         if rows > self.max_rows:
             # Rare (a prefill with all_logits): grow the segment; the host maps the new one by name.
             self._row_views.clear()
             self.logits.close()
             self.max_rows = max(rows, 2 * self.max_rows)
             self.logits = shm.Segment.create(self.max_rows * self.n_vocab * 4, "logits")
-        plain, full = self._admit(request)
         # Segment layout: the plain sequences' rows first (one each, in their order), then each full
         # sequence's rows; every output handle is known now.
-        resp = backend_pb2.StepResponse(step_id=request.step_id)
-        row_of: dict[int, int] = {}
-        for r, item in enumerate(plain):
-            row_of[item.sequence_id] = r
+        row_of = {item[0]: (r, 1) for r, item in enumerate(plain)}
         row = len(plain)
         for item in full:
-            row_of[item.sequence_id] = row
-            row += len(item.tokens)
-        for item in request.batch:
-            n = len(item.tokens) if item.all_logits else 1
-            sid = item.sequence_id
-            out = resp.outputs.add(sequence_id=sid, n_past=self.sequences[sid].n_past + len(item.tokens))
-            out.logits.CopyFrom(self._rows(row_of[sid], n)[0])
-        rt, seqs = self.runtime, self.sequences
+            row_of[item[0]] = (row, len(item[1]))
+            row += len(item[1])
+        seqs = self.sequences
+        resp = backend_pb2.StepResponse(step_id=request.step_id)
+        add = resp.outputs.add
+        for sid, toks, _, _, _ in items:
+            add(sequence_id=sid, n_past=seqs[sid].n_past + len(toks)).logits.CopyFrom(
+                self._rows(*row_of[sid])[0]
+            )
+        rt = self.runtime
         if plain:
             out = self._rows(0, len(plain))[1]
-            rt.step([(seqs[i.sequence_id], list(i.tokens)) for i in plain], logits_out=out)
+            rt.step([(seqs[item[0]], item[1]) for item in plain], logits_out=out)
+            if any(item[4] for item in plain):
+                self._continue_greedy(request, resp, plain, out)
         if full:
             out = self._rows(len(plain), row - len(plain))[1]
-            rt.step([(seqs[i.sequence_id], list(i.tokens)) for i in full], all_logits=True, logits_out=out)
+            rt.step([(seqs[item[0]], item[1]) for item in full], all_logits=True, logits_out=out)
         resp.compute_us = int((time.perf_counter() - t0) * 1e6)
         return resp
+
+    def _continue_greedy(
+        self, request: backend_pb2.StepRequest, resp: backend_pb2.StepResponse, plain: list, rows: np.ndarray
+    ) -> None:
+        """The greedy continuations of the plain sequences (SequenceInput.greedy_steps): each round
+        takes every continuing sequence's argmax, and feeds the ones not stopped as one batch step,
+        whose logits land in their rows of the segment."""
+        stops = {i.sequence_id: frozenset(i.stop_token_ids) for i in request.batch if i.greedy_steps}
+        outputs = {o.sequence_id: o for o in resp.outputs}
+        seqs, rt = self.sequences, self.runtime
+        # (row in `rows`, sequence id, greedy tokens still allowed)
+        active = [(r, item[0], item[4]) for r, item in enumerate(plain) if item[4]]
+        while active:
+            feed = []
+            for r, sid, left in active:
+                token = int(rows[r].argmax())  # numpy: the first maximum, as the host's greedy sampler
+                outputs[sid].greedy_tokens.append(token)
+                if token not in stops[sid]:
+                    feed.append((r, sid, left - 1, token))
+            if not feed:
+                break
+            first = feed[0][0]
+            contiguous = [f[0] for f in feed] == list(range(first, first + len(feed)))
+            if contiguous:
+                out = rows[first : first + len(feed)]
+            else:
+                out = np.empty((len(feed), rows.shape[1]), np.float32)
+            rt.step([(seqs[sid], [token]) for _, sid, _, token in feed], logits_out=out)
+            if not contiguous:
+                rows[[f[0] for f in feed]] = out
+            for _, sid, _, _ in feed:
+                outputs[sid].n_past = seqs[sid].n_past
+            active = [(r, sid, left) for r, sid, left, _ in feed if left > 0]
 
     def _rows(self, first: int, n: int) -> tuple[common_pb2.TensorHandle, np.ndarray]:
         """The handle and the array of logits rows [first, first + n) of the segment, made once per
@@ -170,44 +210,47 @@ class ModelRunner:
             self._row_views[key] = hit
         return hit
 
-    def _admit(self, request: backend_pb2.StepRequest) -> tuple[list, list]:
-        """Validate the batch (StepError naming the sequence otherwise), create new sequences and apply
-        the host's n_past rewinds; returns the items wanting last-token and all-token logits."""
+    def _admit(self, items: list[tuple[int, list[int], bool, int, int]]) -> tuple[list, list]:
+        """Validate the batch of (sequence id, tokens, all_logits, n_past or -1, greedy_steps)
+        (StepError naming the sequence otherwise), create new sequences and apply the host's n_past
+        rewinds; returns the items wanting last-token and all-token logits."""
         seen: set[int] = set()
         plain, full = [], []
-        n_ctx = self.runtime.n_ctx
-        for item in request.batch:
-            sid = item.sequence_id
+        n_ctx, n_vocab, seqs = self.runtime.n_ctx, self.n_vocab, self.sequences
+        for item in items:
+            sid, toks, all_logits, n_past, greedy = item
             if sid in seen:
                 raise StepError(grpc.StatusCode.INVALID_ARGUMENT, f"sequence {sid} appears twice")
             seen.add(sid)
-            toks = item.tokens
             if not toks:
                 raise StepError(grpc.StatusCode.INVALID_ARGUMENT, f"sequence {sid} has no tokens")
-            if min(toks) < 0 or max(toks) >= self.n_vocab:
-                bad = [t for t in toks if not 0 <= t < self.n_vocab]
+            if min(toks) < 0 or max(toks) >= n_vocab:
+                bad = [t for t in toks if not 0 <= t < n_vocab]
                 raise StepError(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"sequence {sid}: token ids {bad[:5]} outside the vocabulary [0, {self.n_vocab})",
+                    f"sequence {sid}: token ids {bad[:5]} outside the vocabulary [0, {n_vocab})",
                 )
-            seq = self.sequences.get(sid)
+            seq = seqs.get(sid)
             held = seq.n_past if seq is not None else 0
-            has_past = item.HasField("n_past")
-            if has_past and item.n_past > held:
+            if n_past > held:
                 raise StepError(
                     grpc.StatusCode.FAILED_PRECONDITION,
-                    f"sequence {sid}: host says n_past {item.n_past}, plugin holds {held}",
+                    f"sequence {sid}: host says n_past {n_past}, plugin holds {held}",
                 )
-            start = item.n_past if has_past else held
-            if start + len(toks) > n_ctx:
+            start = n_past if n_past >= 0 else held
+            if start + len(toks) + greedy > n_ctx:
                 raise StepError(grpc.StatusCode.OUT_OF_RANGE, f"sequence {sid} would exceed n_ctx {n_ctx}")
-            (full if item.all_logits else plain).append(item)
-        for item in request.batch:
-            seq = self.sequences.get(item.sequence_id)
+            if greedy and all_logits:
+                raise StepError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"sequence {sid}: greedy_steps with all_logits"
+                )
+            (full if all_logits else plain).append(item)
+        for sid, _, _, n_past, _ in items:
+            seq = seqs.get(sid)
             if seq is None:
-                seq = self.sequences[item.sequence_id] = self.runtime.new_sequence()
-            if item.HasField("n_past") and item.n_past < seq.n_past:
-                seq.truncate(item.n_past)
+                seq = seqs[sid] = self.runtime.new_sequence()
+            if 0 <= n_past < seq.n_past:
+                seq.truncate(n_past)
         return plain, full
 
     def cleanup(self, sequence_ids: list[int]) -> int:

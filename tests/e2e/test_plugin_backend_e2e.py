@@ -8,11 +8,13 @@ import os
 import signal
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from tritium.plugin_host.client import BackendClient
 from tritium.plugin_host.discovery import BUILTIN_DIR, discover
 from tritium.plugin_host.supervisor import PluginState, RestartPolicy, Supervisor
+from tritium.protos.tritium.plugin.v1 import backend_pb2, backend_pb2_grpc
 
 from tests.process_control import freeze
 
@@ -213,3 +215,96 @@ def test_serving_engine_runs_its_model_through_the_plugin(sup, runtime):
     assert [[e.token_id for e in h] for h in handles] == alone
     assert client.restores == 1
     client.close()
+
+
+# ---- greedy continuation (SequenceInput.greedy_steps: several decode steps per Step call) -------------
+def _batched_greedy(runtime, prompts, steps):
+    """In-process reference: every round, the argmax of each continuing sequence, fed as one batch."""
+    seqs = [runtime.new_sequence() for _ in prompts]
+    logits = [lg.copy() for lg in runtime.step(list(zip(seqs, prompts, strict=True)))]
+    chosen = [[] for _ in prompts]
+    active = [i for i, n in enumerate(steps) if n]
+    while active:
+        for i in active:
+            chosen[i].append(int(logits[i][-1].argmax()))
+        rows = runtime.step([(seqs[i], [chosen[i][-1]]) for i in active])
+        for i, lg in zip(active, rows, strict=True):
+            logits[i] = lg.copy()
+        active = [i for i in active if len(chosen[i]) < steps[i]]
+    return chosen, logits
+
+
+def test_greedy_steps_equal_the_same_batched_steps_in_process(client, runtime):
+    prompts = [PROMPT, PROMPT[:5], [PROMPT[0], 42]]
+    steps = [9, 4, 0]  # sequences leave the continuation at different rounds; one does not continue
+    want_tokens, want_logits = _batched_greedy(runtime, prompts, steps)
+    seqs = [client.new_sequence() for _ in prompts]
+    got = client.step_greedy(list(zip(seqs, prompts, strict=True)), steps, ())
+    for (tokens, logits), want_t, want_lg, seq, prompt in zip(
+        got, want_tokens, want_logits, seqs, prompts, strict=True
+    ):
+        assert tokens == want_t
+        np.testing.assert_array_equal(logits.reshape(-1), want_lg.reshape(-1))
+        assert client.n_past(seq) == len(prompt) + len(tokens)
+    client.release(*seqs)
+
+
+def test_greedy_steps_generation_equals_one_step_per_token(client, in_process_tokens):
+    seq = client.new_sequence()
+    tokens, logits = client.step_greedy([(seq, PROMPT)], [7], ())[0]
+    while len(tokens) < N_NEW:
+        tokens.append(int(logits[-1].argmax()))
+        more, logits = client.step_greedy([(seq, [tokens[-1]])], [min(5, N_NEW - len(tokens))], ())[0]
+        tokens += more
+    assert tokens[:N_NEW] == in_process_tokens
+    client.release(seq)
+
+
+def test_a_stop_token_ends_the_continuation_unfed(client, runtime, in_process_tokens):
+    stop = in_process_tokens[3]
+    first = in_process_tokens.index(stop)  # the first time greedy decoding meets it
+    seq = client.new_sequence()
+    tokens, logits = client.step_greedy([(seq, PROMPT)], [20], [stop])[0]
+    assert tokens == in_process_tokens[: first + 1]  # it is reported ...
+    assert client.n_past(seq) == len(PROMPT) + first  # ... and not fed
+    # Feeding it now continues exactly as an uninterrupted greedy run.
+    assert int(client.eval(seq, [stop])[-1].argmax()) == in_process_tokens[first + 1]
+    client.release(seq)
+
+
+def test_sigkill_mid_greedy_steps_replays_them_one_token_a_step(sup, client, in_process_tokens, monkeypatch):
+    from tritium.plugin_host.fastlane import HostLane
+
+    mp = sup.get("cpu")
+    seq = client.new_sequence()
+    tokens, logits = client.step_greedy([(seq, PROMPT)], [6], ())[0]
+    tokens.append(int(logits[-1].argmax()))
+    real_answer, killed = HostLane._answer, []
+
+    def kill_in_flight(self, method, response_cls, timeout):  # noqa: ANN001
+        if not killed:
+            killed.append(mp.instance.pid)
+            os.kill(mp.instance.pid, signal.SIGKILL)
+        return real_answer(self, method, response_cls, timeout)
+
+    monkeypatch.setattr(HostLane, "_answer", kill_in_flight)
+    restarts, replayed = mp.restarts, client.replayed_steps
+    more, logits = client.step_greedy([(seq, [tokens[-1]])], [6], ())[0]
+    assert killed and mp.restarts == restarts + 1
+    assert client.replayed_steps - replayed == 1 + 6  # the prompt, then each greedy token as its own step
+    assert tokens + more == in_process_tokens[:13]
+    client.release(seq)
+
+
+def test_greedy_steps_are_refused_with_all_logits_and_past_the_context(sup, client):
+    stub = sup.instance("cpu").stub(backend_pb2_grpc.BackendStub)
+    req = backend_pb2.StepRequest(step_id=1)
+    req.batch.add(sequence_id=987654, tokens=[1], all_logits=True, greedy_steps=2)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Step(req, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "greedy_steps" in err.value.details()
+    req = backend_pb2.StepRequest(step_id=2)
+    req.batch.add(sequence_id=987655, tokens=[1], greedy_steps=client.n_ctx)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Step(req, timeout=30)
+    assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE and "n_ctx" in err.value.details()

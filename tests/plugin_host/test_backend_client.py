@@ -168,14 +168,23 @@ def test_fallback_backend_takes_over_when_the_circuit_opens(sup, make_package):
     assert sup.get("spare").state == PluginState.READY
 
 
+def _plain_step(client, seq):
+    return client.eval(seq, PROMPT)
+
+
+def _greedy_step(client, seq):
+    return client.step_greedy([(seq, PROMPT)], [3], ())
+
+
 @pytest.mark.parametrize(
-    ("mode", "needle"),
+    ("mode", "needle", "call"),
     [
-        ("backend_wrong_shape", "expected shape [1, 50], found [2, 50]"),
-        ("backend_wrong_dtype", "expected dtype DTYPE_F32, found DTYPE_F16"),
+        ("backend_wrong_shape", "expected shape [1, 50], found [2, 50]", _plain_step),
+        ("backend_wrong_dtype", "expected dtype DTYPE_F32, found DTYPE_F16", _plain_step),
+        ("backend_greedy_overrun", "4 greedy tokens, at most 3 asked", _greedy_step),
     ],
 )
-def test_wrong_tensors_are_protocol_errors_and_restart_the_plugin(sup, make_package, mode, needle):
+def test_wrong_answers_are_protocol_errors_and_restart_the_plugin(sup, make_package, mode, needle, call):
     m = make_package(mode)
     sup.register(m)
     pid = sup.start(m.name).pid
@@ -183,10 +192,20 @@ def test_wrong_tensors_are_protocol_errors_and_restart_the_plugin(sup, make_pack
     client.load_model("/models/toy.gguf")
     seq = client.new_sequence()
     with pytest.raises(PluginProtocolError) as err:
-        client.eval(seq, PROMPT)
+        call(client, seq)
     assert (
         needle in str(err.value) and f"plugin {m.name!r}" in str(err.value) and "sequence" in str(err.value)
     )
     assert sup.wait_for(m.name, lambda p: p.instance is not None and p.instance.pid != pid, 10)
     assert client.n_past(seq) == 0  # the failed step was not committed
     sup.stop(m.name, drain=False)
+
+
+def test_greedy_steps_on_a_backend_without_the_capability_are_plain_steps(sup, toy):
+    client = BackendClient(sup, "toy")
+    client.load_model("/models/toy.gguf")
+    seq = client.new_sequence()
+    [(tokens, logits)] = client.step_greedy([(seq, PROMPT)], [5], ())
+    assert tokens == [] and client.n_past(seq) == len(PROMPT)  # the caller samples every token itself
+    np.testing.assert_array_equal(logits, client.eval(client.new_sequence(), PROMPT))
+

@@ -17,6 +17,8 @@ Modes:
   toy_backend           a deterministic toy model (see ToyBackend), TOY_STEP_DELAY_S seconds per step
   backend_wrong_shape   toy backend whose logits have one row too many
   backend_wrong_dtype   toy backend whose logits are float16
+  backend_greedy_overrun  toy backend claiming the capability greedy_steps, answering one greedy
+                        token more than asked
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class ToyBackend(BackendPlugin):
         self.seqs: dict[int, list[int]] = {}
         self.logits: shm.Segment | None = None
         self.lock = threading.Lock()
+
+    def capabilities(self) -> list[str]:
+        return ["step", "greedy_steps"] if self.mode == "backend_greedy_overrun" else ["step"]
 
     @staticmethod
     def row(history: list[int]) -> np.ndarray:
@@ -95,6 +100,12 @@ class ToyBackend(BackendPlugin):
                 for t in item.tokens:
                     hist.append(t)
                     rows.append(self.row(hist))
+                greedy = []
+                if self.mode == "backend_greedy_overrun" and item.greedy_steps:
+                    for _ in range(item.greedy_steps + 1):
+                        greedy.append(int(rows[-1].argmax()))
+                        hist.append(greedy[-1])
+                        rows.append(self.row(hist))
                 arr = np.stack(rows if item.all_logits else rows[-1:])
                 if self.mode == "backend_wrong_shape":
                     arr = np.concatenate([arr, arr[:1]])
@@ -105,6 +116,7 @@ class ToyBackend(BackendPlugin):
                     sequence_id=item.sequence_id,
                     logits=self.logits.handle(offset, arr.dtype, arr.shape),
                     n_past=len(hist),
+                    greedy_tokens=greedy,
                 )
                 offset += -(-arr.nbytes // 64) * 64
             return resp
@@ -211,7 +223,7 @@ def main(mode: str) -> None:
         raw_scheduler(mode, "somebody-else")
     if mode in ("scheduler_hang", "scheduler_crash_once", "scheduler_segv_once"):
         serve(HangingScheduler(mode), "scheduler", NAME, VERSION)
-    if mode in ("toy_backend", "backend_wrong_shape", "backend_wrong_dtype"):
+    if mode in ("toy_backend", "backend_wrong_shape", "backend_wrong_dtype", "backend_greedy_overrun"):
         serve(ToyBackend(mode), "backend", NAME, VERSION)
     raise SystemExit(f"unknown mode {mode!r}")
 

@@ -180,16 +180,20 @@ class LoadModelResponse(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., logits_segment: _Optional[_Union[_common_pb2.SharedSegment, _Mapping]] = ..., interpretation: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SequenceInput(_message.Message):
-    __slots__ = ("sequence_id", "tokens", "n_past", "all_logits")
+    __slots__ = ("sequence_id", "tokens", "n_past", "all_logits", "greedy_steps", "stop_token_ids")
     SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     N_PAST_FIELD_NUMBER: _ClassVar[int]
     ALL_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    GREEDY_STEPS_FIELD_NUMBER: _ClassVar[int]
+    STOP_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     sequence_id: int
     tokens: _containers.RepeatedScalarFieldContainer[int]
     n_past: int
     all_logits: bool
-    def __init__(self, sequence_id: _Optional[int] = ..., tokens: _Optional[_Iterable[int]] = ..., n_past: _Optional[int] = ..., all_logits: _Optional[bool] = ...) -> None: ...
+    greedy_steps: int
+    stop_token_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequence_id: _Optional[int] = ..., tokens: _Optional[_Iterable[int]] = ..., n_past: _Optional[int] = ..., all_logits: _Optional[bool] = ..., greedy_steps: _Optional[int] = ..., stop_token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class StepRequest(_message.Message):
     __slots__ = ("step_id", "batch")
@@ -200,14 +204,16 @@ class StepRequest(_message.Message):
     def __init__(self, step_id: _Optional[int] = ..., batch: _Optional[_Iterable[_Union[SequenceInput, _Mapping]]] = ...) -> None: ...
 
 class SequenceOutput(_message.Message):
-    __slots__ = ("sequence_id", "logits", "n_past")
+    __slots__ = ("sequence_id", "logits", "n_past", "greedy_tokens")
     SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     LOGITS_FIELD_NUMBER: _ClassVar[int]
     N_PAST_FIELD_NUMBER: _ClassVar[int]
+    GREEDY_TOKENS_FIELD_NUMBER: _ClassVar[int]
     sequence_id: int
     logits: _common_pb2.TensorHandle
     n_past: int
-    def __init__(self, sequence_id: _Optional[int] = ..., logits: _Optional[_Union[_common_pb2.TensorHandle, _Mapping]] = ..., n_past: _Optional[int] = ...) -> None: ...
+    greedy_tokens: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequence_id: _Optional[int] = ..., logits: _Optional[_Union[_common_pb2.TensorHandle, _Mapping]] = ..., n_past: _Optional[int] = ..., greedy_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class StepResponse(_message.Message):
     __slots__ = ("step_id", "outputs", "compute_us")
