@@ -49,6 +49,14 @@ class SamplingParams:
         # distribution is a point mass on the argmax anyway (vLLM draws the same line).
         return self.temperature < GREEDY_TEMPERATURE
 
+    @property
+    def argmax_only(self) -> bool:
+        """Each token is the argmax of the raw logits (greedy, no penalties, no logprobs): a backend
+        can choose it as well as the sampler (greedy continuation, several decode steps a call)."""
+        no_repetition = self.repetition_penalty == 1.0 or self.penalty_last_n == 0
+        return (self.greedy and no_repetition and not self.frequency_penalty and not self.presence_penalty
+                and self.logprobs is None)
+
     def validate(self) -> SamplingParams:
         """Raise SamplingError naming the first invalid field; return self so calls can chain."""
         _check_real("temperature", self.temperature, lambda v: v >= 0.0, "a finite number >= 0")

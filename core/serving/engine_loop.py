@@ -82,6 +82,7 @@ class EngineCounters:
     runtime_calls: int = 0
     tokens_fed: int = 0
     tokens_generated: int = 0
+    greedy_tokens: int = 0  # of those, chosen by the backend in greedy continuations (decode_steps)
     preemptions: int = 0
     cancelled: int = 0
     finished: int = 0
@@ -390,10 +391,16 @@ class ServingEngine:
 
     def _run_device(self, device: int, items: list[tuple[_Request, int]]) -> None:
         feeds = [(r.seq, r.history[r.n_fed:r.n_fed + tokens]) for r, tokens in items]
+        runtime = self.runtimes[device]
+        greedy = self._greedy_steps(runtime, items)
         t0 = time.perf_counter()
         try:
-            rows = self.runtimes[device].step(feeds)
-            us = (time.perf_counter() - t0) * 1e6
+            if greedy:
+                outs = runtime.step_greedy(feeds, [greedy] * len(feeds), items[0][0].tracker.enders)
+                chosen, rows = [c for c, _ in outs], [lg for _, lg in outs]
+            else:
+                chosen, rows = [[] for _ in feeds], runtime.step(feeds)
+            us = (time.perf_counter() - t0) * 1e6 / (1 + greedy)  # per model step
             prev = self._step_us[device]
             self._step_us[device] = us if prev == 0 else 0.8 * prev + 0.2 * us
             self.counters.runtime_calls += 1
@@ -405,7 +412,7 @@ class ServingEngine:
                 self._end(r, RequestOutput(None, "", finish_reason="error",
                                            error=f"runtime step failed: {e}"))
             return
-        for (r, tokens), logits in zip(items, rows, strict=True):
+        for (r, tokens), logits, greedy_tokens in zip(items, rows, chosen, strict=True):
             r.n_fed += tokens
             r.chunks.append(tokens)
             if r.replay:
@@ -413,21 +420,58 @@ class ServingEngine:
                 if r.replay[0] <= 0:
                     r.replay.popleft()
             self.counters.tokens_fed += tokens
-            if r.pending == 0:
+            if r.pending == 0 and not self._take_greedy(r, greedy_tokens):
                 self._sample(r, logits)
+
+    def _greedy_steps(self, runtime: Any, items: list[tuple[_Request, int]]) -> int:
+        """How many greedy decode steps the runtime may add to this call (config decode_steps): only
+        for a backend that offers it, when every request of the call decodes (feeds its last sampled
+        token: a prefill call stays one step, for the time to first token) and is argmax-only with
+        the same stop ids, and while no request waits (it would wait for the whole call). At most
+        what the request closest to its token limit may still generate after this call's own token,
+        so that no request ends by length mid-call."""
+        if self.config.decode_steps < 2 or not hasattr(runtime, "step_greedy"):
+            return 0
+        if self._inbox or self._cancel_ids or any(r.seq is None for r in self._live.values()):
+            return 0
+        enders = items[0][0].tracker.enders
+        steps = self.config.decode_steps - 1
+        for r, tokens in items:
+            decoding = tokens == r.pending == 1 and len(r.history) > r.n_prompt and not r.replay
+            if not decoding or not r.params.argmax_only or r.tracker.enders != enders:
+                return 0
+            steps = min(steps, r.tracker.tokens_left() - 1)
+        return max(steps, 0)
+
+    def _take_greedy(self, r: _Request, tokens: list[int]) -> bool:
+        """Deliver the tokens a greedy continuation chose for `r` (each fed but a final stop token);
+        True when the request ended with one of them."""
+        for token in tokens:
+            self.counters.greedy_tokens += 1
+            if self._emit(r, token, None, None):
+                return True
+            r.n_fed += 1  # the backend fed it: one step of its own
+            r.chunks.append(1)
+            self.counters.tokens_fed += 1
+        return False
 
     def _sample(self, r: _Request, logits: Any) -> None:
         choice = r.sampler.choose(logits, r.history, n_prompt=r.n_prompt)
-        r.history.append(choice.token_id)
+        self._emit(r, choice.token_id, choice.logprob, choice.top_logprobs)
+
+    def _emit(self, r: _Request, token: int, logprob: Any, top_logprobs: Any) -> bool:
+        """Append a generated token to `r` and push its event; True when it ended the request."""
+        r.history.append(token)
         self.counters.tokens_generated += 1
-        text, finish = r.tracker.accept(choice.token_id)
-        event = RequestOutput(choice.token_id, text, choice.logprob, choice.top_logprobs, finish,
+        text, finish = r.tracker.accept(token)
+        event = RequestOutput(token, text, logprob, top_logprobs, finish,
                               prompt_tokens=r.n_prompt, completion_tokens=len(r.history) - r.n_prompt)
         if finish is None:
             r.handle.push(event)
-        else:
-            self.counters.finished += 1
-            self._end(r, event)
+            return False
+        self.counters.finished += 1
+        self._end(r, event)
+        return True
 
     def _end(self, r: _Request, event: RequestOutput) -> None:
         """Remove the request, free its KV cache, deliver its last event."""

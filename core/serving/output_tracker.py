@@ -28,6 +28,13 @@ class OutputTracker:
         self.enders = end_of_generation_ids(model, params)
         self.generated = 0
 
+    def tokens_left(self) -> int:
+        """How many more tokens may be generated before max_tokens or the context window ends it."""
+        left = self.n_ctx - self.n_prompt - self.generated
+        if self.params.max_tokens is not None:
+            left = min(left, self.params.max_tokens - self.generated)
+        return left
+
     def accept(self, token: int) -> tuple[str, FinishReason | None]:
         """The text `token` releases and the finish reason if it ends the generation."""
         self.generated += 1

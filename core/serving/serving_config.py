@@ -39,6 +39,11 @@ class ServingConfig:
     # A preempted request re-feeds its history with its original chunk boundaries (bit-exact under the
     # fp16 emulation, k steps for k decoded tokens) or, False, in prefill_chunk chunks (faster).
     exact_recompute: bool = True
+    # Greedy decodes through a backend with the capability greedy_steps: up to this many decode steps
+    # per backend call (the backend chooses the argmax tokens between them), used while every running
+    # request is argmax-only and none waits. Saves the call's fixed cost on all but one step; tokens
+    # then stream in bursts of up to this many. 1: one call per token.
+    decode_steps: int = 4
     load_threshold: float = 0.8
     device_affinity: str = "auto"  # devices new requests may use: "auto" (all) or ids, e.g. "0,2"
     devices: int = 1  # backend instances (plugin processes, or in-process runtimes with in_process)
@@ -62,7 +67,7 @@ class ServingConfig:
     def validated(self) -> ServingConfig:
         """Return self, or raise ConfigError naming the first invalid field."""
         positive = ("max_batch_size", "max_batch_tokens", "prefill_chunk", "max_queue", "retry_after_s",
-                    "devices", "max_tokens_limit", "default_max_tokens", "max_n")
+                    "devices", "max_tokens_limit", "default_max_tokens", "max_n", "decode_steps")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

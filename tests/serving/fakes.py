@@ -82,3 +82,29 @@ class FakeBatchRuntime:
         row = np.random.default_rng(seed).standard_normal(self.n_vocab).astype(np.float32)
         row[self.rule(prefix)] = 12.0
         return row
+
+
+@dataclass
+class GreedyStepsRuntime(FakeBatchRuntime):
+    """A FakeBatchRuntime that also serves greedy continuations, with BackendClient.step_greedy's
+    contract: each continuing sequence's argmax is fed as one more batched step, a stop id ends it
+    unfed. `greedy_calls` records the greedy_steps of each call; `calls` every model step."""
+
+    greedy_calls: list[list[int]] = field(default_factory=list)
+
+    def step_greedy(
+        self, batch: list[tuple[FakeSequence, list[int]]], greedy_steps: list[int], stop_token_ids
+    ) -> list[tuple[list[int], np.ndarray]]:
+        self.greedy_calls.append(list(greedy_steps))
+        rows = self.step(batch)
+        chosen: list[list[int]] = [[] for _ in batch]
+        active = [i for i, n in enumerate(greedy_steps) if n]
+        while active:
+            for i in active:
+                chosen[i].append(int(rows[i].argmax()))
+            fed = [i for i in active if chosen[i][-1] not in stop_token_ids]
+            if fed:
+                for i, row in zip(fed, self.step([(batch[i][0], [chosen[i][-1]]) for i in fed]), strict=True):
+                    rows[i] = row
+            active = [i for i in fed if len(chosen[i]) < greedy_steps[i]]
+        return list(zip(chosen, rows, strict=True))
