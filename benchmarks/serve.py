@@ -171,12 +171,14 @@ def start_tritium(
     *,
     in_process: bool = False,
     admin_port: int | None = None,
+    decode_steps: int | None = None,
 ) -> Server:
     port = free_port()
     config = log_dir / f"tritium{'-inproc' if in_process else ''}.toml"
     config.write_text(
         f"[serving]\nmax_batch_size = {max_batch}\nmax_queue = 256\nprefill_chunk = 64\n"
         f"max_batch_tokens = {max(256, max_batch * 2)}\nn_ctx = 2048\nmax_tokens_limit = 4096\n"
+        + (f"decode_steps = {decode_steps}\n" if decode_steps else "")
     )
     argv = [
         sys.executable,
@@ -549,6 +551,11 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=float, default=90.0, help="soak: seconds before the RSS baseline is taken"
     )
     ap.add_argument("--backend-name", default="cpu")
+    ap.add_argument(
+        "--decode-steps",
+        type=int,
+        help="the server's decode_steps (greedy decode steps per backend call; default: the server's, 4)",
+    )
     args = ap.parse_args(argv)
 
     model = args.model or build_model(bench_cache_dir())
@@ -569,7 +576,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     plan = []
     if "tritium" in args.engines:
-        plan.append(lambda: (start_tritium(model, args.threads, max(levels), log_dir), "/health"))
+        plan.append(
+            lambda: (
+                start_tritium(model, args.threads, max(levels), log_dir, decode_steps=args.decode_steps),
+                "/health",
+            )
+        )
         if args.tritium_in_process:
             plan.append(
                 lambda: (start_tritium(model, args.threads, max(levels), log_dir, in_process=True), "/health")
