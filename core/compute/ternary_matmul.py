@@ -238,6 +238,16 @@ def _q8k_numpy(codes: np.ndarray, x: np.ndarray, w: TernaryWeight, da: np.ndarra
 # numba kernels
 # ------------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
+def _store_quad(out, t, ra, rb, rc, rd, y, first, ts):  # noqa: ANN001, ANN202
+    """out[t, ra], out[t, rb], out[t, rc], out[t, rd] = y[first:first + 4] · ts: one token's results
+    for a row quad."""
+    out[t, ra] = y[first] * ts
+    out[t, rb] = y[first + 1] * ts
+    out[t, rc] = y[first + 2] * ts
+    out[t, rd] = y[first + 3] * ts
+
+
+@njit(cache=True, inline="always")
 def _planes_dot(c, xa, xb, xc, xd):  # noqa: ANN001, ANN202
     """Σ code·x over the four 2-bit codes of byte c (plane l at bit shift 2l)."""
     return (c & 3) * xa + ((c >> 2) & 3) * xb + ((c >> 4) & 3) * xc + (c >> 6) * xd
@@ -325,10 +335,7 @@ def _exact_kernel(flat, rs, goffs, m, x16, gsum, act_scales, act_block, divide, 
                     y1 += _combine(i1, xsum[t, b], da, block_scales[rb, wi], divide)
                     y2 += _combine(i2, xsum[t, b], da, block_scales[rc, wi], divide)
                     y3 += _combine(i3, xsum[t, b], da, block_scales[rd, wi], divide)
-                out[t, ra] = y0 * ts
-                out[t, rb] = y1 * ts
-                out[t, rc] = y2 * ts
-                out[t, rd] = y3 * ts
+                _store_quad(out, t, ra, rb, rc, rd, (y0, y1, y2, y3), 0, ts)
 
 
 @njit(parallel=True, cache=True)
@@ -372,10 +379,7 @@ def _simd_kernel(flat, rs, goffs, run, m, x8, gsum, act_scales, act_block, divid
                     y1 += _combine(i1, xsum[t, b], da, block_scales[rb, wi], divide)
                     y2 += _combine(i2, xsum[t, b], da, block_scales[rc, wi], divide)
                     y3 += _combine(i3, xsum[t, b], da, block_scales[rd, wi], divide)
-                out[t, ra] = y0 * ts
-                out[t, rb] = y1 * ts
-                out[t, rc] = y2 * ts
-                out[t, rd] = y3 * ts
+                _store_quad(out, t, ra, rb, rc, rd, (y0, y1, y2, y3), 0, ts)
 
 
 @njit(cache=True)
@@ -501,22 +505,13 @@ def _q8k_simd_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scal
             for t in range(0, n_tok - 1, 2):  # token pairs share the code loads and unpacking
                 y = q8k_rows4x2(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t], x8[t + 1],
                                 lsum32[t + 1], act_scales[t + 1], wa, wb, wc, wd, wstep, n_blk, ahead)
-                out[t, ra] = y[0] * ts
-                out[t, rb] = y[1] * ts
-                out[t, rc] = y[2] * ts
-                out[t, rd] = y[3] * ts
-                out[t + 1, ra] = y[4] * ts
-                out[t + 1, rb] = y[5] * ts
-                out[t + 1, rc] = y[6] * ts
-                out[t + 1, rd] = y[7] * ts
+                _store_quad(out, t, ra, rb, rc, rd, y, 0, ts)
+                _store_quad(out, t + 1, ra, rb, rc, rd, y, 4, ts)
             if n_tok % 2:
                 t = n_tok - 1
-                y0, y1, y2, y3 = q8k_rows4(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
-                                           wa, wb, wc, wd, wstep, n_blk, ahead)
-                out[t, ra] = y0 * ts
-                out[t, rb] = y1 * ts
-                out[t, rc] = y2 * ts
-                out[t, rd] = y3 * ts
+                y = q8k_rows4(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
+                              wa, wb, wc, wd, wstep, n_blk, ahead)
+                _store_quad(out, t, ra, rb, rc, rd, y, 0, ts)
 
 
 @njit(parallel=True, cache=True)
@@ -538,17 +533,11 @@ def _q8k_vnni_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scal
                                      act_scales[t + 2], x8[t + 3], lsum32[t + 3], act_scales[t + 3],
                                      wa, wb, wc, wd, wstep, n_blk, ahead)
                 for j in range(4):
-                    out[t + j, ra] = y[4 * j] * ts
-                    out[t + j, rb] = y[4 * j + 1] * ts
-                    out[t + j, rc] = y[4 * j + 2] * ts
-                    out[t + j, rd] = y[4 * j + 3] * ts
+                    _store_quad(out, t + j, ra, rb, rc, rd, y, 4 * j, ts)
             for t in range(n_four, n_tok):
-                y0, y1, y2, y3 = q8k_rows4_vnni(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
-                                                wa, wb, wc, wd, wstep, n_blk, ahead)
-                out[t, ra] = y0 * ts
-                out[t, rb] = y1 * ts
-                out[t, rc] = y2 * ts
-                out[t, rd] = y3 * ts
+                y = q8k_rows4_vnni(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
+                                   wa, wb, wc, wd, wstep, n_blk, ahead)
+                _store_quad(out, t, ra, rb, rc, rd, y, 0, ts)
 
 
 @dataclass(frozen=True)

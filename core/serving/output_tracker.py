@@ -43,7 +43,7 @@ class OutputTracker:
         text = self.stops.push(self.decoder.feed(token))
         if self.stops.stopped:
             return text, "stop"
-        if self.generated == self.params.max_tokens or self.n_prompt + self.generated >= self.n_ctx:
+        if self.tokens_left() <= 0:
             text += self.stops.push(self.decoder.flush())
             text += self.stops.flush()
             return text, "stop" if self.stops.stopped else "length"
