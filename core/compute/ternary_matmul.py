@@ -54,10 +54,17 @@ from tritium.core.compute.dense_simd import CHUNK as DENSE_CHUNK
 from tritium.core.compute.dense_simd import f16_tile_1x1, f16_tile_4x1, f16_tile_4x4
 from tritium.core.compute.float16 import F16C, f16_bits_to_f32
 from tritium.core.compute.fma import fma32, fma32_numpy
-from tritium.core.compute.simd_x86 import isum4, q8k_rows4, q8k_rows4_vnni, q8k_rows4x2, q8k_rows4x4_vnni
+from tritium.core.compute.simd_x86 import (
+    ROW_TOKENS,
+    isum4,
+    q8k_row2,
+    q8k_row6,
+    q8k_rows4,
+)
 from tritium.core.compute.tl1_lut import tl1_matmul_numba, tl1_matmul_numpy
 from tritium.core.model.weights import GROUP, GROUP_BYTES, TernaryWeight, TL1Weight
 
+ROW_TILE = 64  # rows per tile of the multi-token q8_k kernel: 16-45 KiB of codes, kept in L2
 PREFETCH_ROWS = 16  # AVX2 kernels prefetch the rows this far ahead (4 row quads; measured best of 8/16/32)
 FLUSH_GROUPS = 16  # int16 lane sums are widened at least every 16 groups (no overflow, see above)
 
@@ -490,54 +497,47 @@ def _q8k_setup(x8, x16, m, rs, scale_block, tensor_scale, n_items):  # noqa: ANN
     return n_tok, n_blk, n_quads, per_item, np.float32(tensor_scale), lsum32, wstep, PREFETCH_ROWS * rs
 
 
+@njit(cache=True, inline="always")
+def _store_row(out, t, r, y, ts):  # noqa: ANN001, ANN202
+    """out[t:t + len(y), r] = y · ts: one row's results for consecutive tokens."""
+    for j in range(len(y)):
+        out[t + j, r] = y[j] * ts
+
+
 @njit(parallel=True, cache=True)
 def _q8k_simd_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scale_block,  # noqa: ANN001
-                     tensor_scale, n_items, out):  # noqa: ANN001
-    """`_q8k_kernel` with each row quad's whole dot product in AVX2 registers (simd_x86.q8k_rows4).
+                     tensor_scale, n_items, vnni, out):  # noqa: ANN001
+    """`_q8k_kernel` with the dot products in AVX2 registers (simd_x86), with `vpdpbusd` when `vnni`.
+    One token: row quads share each activation load (simd_x86.q8k_rows4). More: each row goes
+    against ROW_TOKENS tokens at a time (q8k_row6), then pairs (q8k_row2; the last pair may
+    overlap the one before and store the same values again). Rows are taken ROW_TILE at a time so
+    that a tile's codes, read from memory once, stay in cache for every token group.
     A separate function so that hosts without AVX2 never compile the x86 intrinsics."""
     n_tok, n_blk, n_quads, per_item, ts, lsum32, wstep, ahead = _q8k_setup(x8, x16, m, rs, scale_block,
                                                                              tensor_scale, n_items)
+    if n_tok == 1:
+        for item in prange(n_items):
+            for quad in range(item * per_item, min(n_quads, (item + 1) * per_item)):
+                ra, rb, rc, rd = _quad_rows(quad, m)
+                y = q8k_rows4(vnni, flat, ra * rs, rb * rs, rc * rs, rd * rs, goffs, x8[0], lsum32[0],
+                              act_scales[0], block_scales[ra], block_scales[rb], block_scales[rc],
+                              block_scales[rd], wstep, n_blk, ahead)
+                _store_quad(out, 0, ra, rb, rc, rd, y, 0, ts)
+        return
+    n_six = n_tok - n_tok % ROW_TOKENS
+    per_rows = (m + n_items - 1) // n_items
     for item in prange(n_items):
-        for quad in range(item * per_item, min(n_quads, (item + 1) * per_item)):
-            ra, rb, rc, rd = _quad_rows(quad, m)
-            wa, wb, wc, wd = block_scales[ra], block_scales[rb], block_scales[rc], block_scales[rd]
-            oa, ob, oc, od = ra * rs, rb * rs, rc * rs, rd * rs
-            for t in range(0, n_tok - 1, 2):  # token pairs share the code loads and unpacking
-                y = q8k_rows4x2(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t], x8[t + 1],
-                                lsum32[t + 1], act_scales[t + 1], wa, wb, wc, wd, wstep, n_blk, ahead)
-                _store_quad(out, t, ra, rb, rc, rd, y, 0, ts)
-                _store_quad(out, t + 1, ra, rb, rc, rd, y, 4, ts)
-            if n_tok % 2:
-                t = n_tok - 1
-                y = q8k_rows4(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
-                              wa, wb, wc, wd, wstep, n_blk, ahead)
-                _store_quad(out, t, ra, rb, rc, rd, y, 0, ts)
-
-
-@njit(parallel=True, cache=True)
-def _q8k_vnni_kernel(flat, rs, goffs, m, x8, x16, act_scales, block_scales, scale_block,  # noqa: ANN001
-                     tensor_scale, n_items, out):  # noqa: ANN001
-    """`_q8k_simd_kernel` with `vpdpbusd` (simd_x86.VNNI): token quads share each row quad's code
-    loads and plane unpacking (prefill), the remaining tokens go one at a time. Same bits."""
-    n_tok, n_blk, n_quads, per_item, ts, lsum32, wstep, ahead = _q8k_setup(x8, x16, m, rs, scale_block,
-                                                                             tensor_scale, n_items)
-    n_four = n_tok - n_tok % 4
-    for item in prange(n_items):
-        for quad in range(item * per_item, min(n_quads, (item + 1) * per_item)):
-            ra, rb, rc, rd = _quad_rows(quad, m)
-            wa, wb, wc, wd = block_scales[ra], block_scales[rb], block_scales[rc], block_scales[rd]
-            oa, ob, oc, od = ra * rs, rb * rs, rc * rs, rd * rs
-            for t in range(0, n_four, 4):
-                y = q8k_rows4x4_vnni(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
-                                     x8[t + 1], lsum32[t + 1], act_scales[t + 1], x8[t + 2], lsum32[t + 2],
-                                     act_scales[t + 2], x8[t + 3], lsum32[t + 3], act_scales[t + 3],
-                                     wa, wb, wc, wd, wstep, n_blk, ahead)
-                for j in range(4):
-                    _store_quad(out, t + j, ra, rb, rc, rd, y, 4 * j, ts)
-            for t in range(n_four, n_tok):
-                y = q8k_rows4_vnni(flat, oa, ob, oc, od, goffs, x8[t], lsum32[t], act_scales[t],
-                                   wa, wb, wc, wd, wstep, n_blk, ahead)
-                _store_quad(out, t, ra, rb, rc, rd, y, 0, ts)
+        for lo in range(item * per_rows, min(m, (item + 1) * per_rows), ROW_TILE):
+            hi = min(m, (item + 1) * per_rows, lo + ROW_TILE)
+            for t in range(0, n_six, ROW_TOKENS):
+                for r in range(lo, hi):
+                    _store_row(out, t, r, q8k_row6(vnni, flat, r * rs, goffs, x8, lsum32, act_scales, t,
+                                                   block_scales[r], wstep, n_blk, ahead), ts)
+            for t in range(n_six, n_tok, 2):
+                t = min(t, n_tok - 2)
+                for r in range(lo, hi):
+                    _store_row(out, t, r, q8k_row2(vnni, flat, r * rs, goffs, x8, lsum32, act_scales, t,
+                                                   block_scales[r], wstep, n_blk, ahead), ts)
 
 
 @dataclass(frozen=True)
@@ -585,11 +585,11 @@ def ternary_matmul_numba(w: TernaryWeight, xa: PackedActivations, out: np.ndarra
     if not xa.divide:
         _check_q8k(w, xa, sub)
         if simd:
-            kernel = _q8k_vnni_kernel if simd_x86.VNNI and use_vnni else _q8k_simd_kernel
+            _q8k_simd_kernel(p.flat, p.row_stride, p.group_offsets, w.out_features, xa.x8, xa.x16, xa.scales,
+                             p.block_scales, w.scale_block, ts, items, simd_x86.VNNI and use_vnni, out)
         else:
-            kernel = _q8k_kernel
-        kernel(p.flat, p.row_stride, p.group_offsets, w.out_features, xa.x8, xa.x16, xa.scales,
-               p.block_scales, w.scale_block, ts, items, out)
+            _q8k_kernel(p.flat, p.row_stride, p.group_offsets, w.out_features, xa.x8, xa.x16, xa.scales,
+                        p.block_scales, w.scale_block, ts, items, out)
     elif simd:
         run = math.gcd(sub // GROUP, p.groups_per_chunk)
         _simd_kernel(p.flat, p.row_stride, p.group_offsets, run, w.out_features, xa.x8,

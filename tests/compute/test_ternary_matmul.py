@@ -30,10 +30,12 @@ def run(w: TernaryWeight, scheme: str, x: np.ndarray, fn) -> np.ndarray:
 @pytest.mark.parametrize("scheme", aq.SCHEMES)
 @pytest.mark.parametrize("shifts", [I2S_PLANE_SHIFTS, TQ2_PLANE_SHIFTS])
 @pytest.mark.parametrize("per_block", [True, False])
-@pytest.mark.parametrize("t", [1, 3, 21])  # 21 = five token quads and one token alone
+# 1: decode (row quads); 3: a pair and an overlapping pair; 8: six and a pair; 21: three sixes and pairs
+@pytest.mark.parametrize("t", [1, 3, 8, 21])
 def test_numba_equals_numpy(scheme: str, shifts: tuple, per_block: bool, t: int) -> None:
     rng = np.random.default_rng(hash((scheme, shifts, per_block, t)) % 2**32)
     k = 2560 if per_block else 768  # 2560 = 20 groups: more than one int16 flush per sub-block
+    # 70 rows: a second, partial row tile
     w, _ = make_weight(rng, 70, k, shifts, 256 if per_block else k, tensor_scale=0.75)
     x = (rng.standard_normal((t, k)) * 3).astype(np.float32)
     y_np = run(w, scheme, x, tm.ternary_matmul_numpy)
