@@ -90,16 +90,20 @@ def decode_interleaved(
     tokens: int,
     prompt: list[int],
     decode_steps: int = 1,
+    temperature: float = 0.0,
 ) -> dict[str, float]:
-    """Greedy decode `tokens` tokens for `batch` sequences both in-process (Runtime.step) and through
-    the plugin (BackendClient), alternating so both see the same machine load; returns tokens/s of
-    each, the plugin's share of time inside Runtime, and whether the tokens agree.
+    """Decode `tokens` tokens for `batch` sequences both in-process (Runtime.step) and through the
+    plugin (BackendClient), alternating so both see the same machine load; returns tokens/s of each,
+    the plugin's share of time inside Runtime, and whether the tokens agree.
 
-    decode_steps=1: one Step call per token, each side samples the argmax itself. decode_steps=k: one
-    call carries k decode steps (BackendClient.step_greedy: k - 1 greedy continuation tokens chosen in
-    the plugin, the k-th by the host from the returned logits), against k in-process steps."""
+    Greedy, or with `temperature` > 0 sampled (top_p 0.95, one seeded sampler per sequence, the same
+    seeds on both sides). decode_steps=1: one Step call per token, each side samples itself.
+    decode_steps=k: one call carries k decode steps (BackendClient.step_greedy: k - 1 continuation
+    tokens chosen in the plugin, the k-th by the host from the returned logits), against k
+    in-process steps."""
     from tritium.core.compute import Runtime
     from tritium.core.model.loader import load_model
+    from tritium.core.sampling import Sampler, SamplingParams
 
     m = load_model(model_path)
     rt = Runtime(m.config, m.weights, threads=threads)
@@ -107,13 +111,21 @@ def decode_interleaved(
     local = [rt.new_sequence() for _ in range(batch)]
     remote = [client.new_sequence() for _ in range(batch)]
 
-    def argmax(logits) -> list[int]:  # noqa: ANN001
-        return [int(np.asarray(lg).reshape(-1, n_vocab)[-1].argmax()) for lg in logits]
+    def samplers() -> list:
+        if temperature <= 0:
+            return [None] * batch
+        return [Sampler(SamplingParams(temperature=temperature, top_p=0.95, seed=i)) for i in range(batch)]
+
+    local_samplers, plugin_samplers = samplers(), samplers()
+
+    def choose(logits, who) -> list[int]:  # noqa: ANN001
+        rows = [np.asarray(lg).reshape(-1, n_vocab)[-1] for lg in logits]
+        return [int(r.argmax()) if sp is None else sp.sample(r, []) for r, sp in zip(rows, who, strict=True)]
 
     def local_block(last: list[int]) -> tuple[list[list[int]], list[int]]:
         made = [[] for _ in local]
         for _ in range(decode_steps):
-            last = argmax(rt.step([(s, [t]) for s, t in zip(local, last, strict=True)]))
+            last = choose(rt.step([(s, [t]) for s, t in zip(local, last, strict=True)]), local_samplers)
             for seq_made, t in zip(made, last, strict=True):
                 seq_made.append(t)
         return made, last
@@ -121,14 +133,15 @@ def decode_interleaved(
     def plugin_block(last: list[int]) -> tuple[list[list[int]], list[int]]:
         feeds = [(s, [t]) for s, t in zip(remote, last, strict=True)]
         if decode_steps == 1:
-            last = argmax(client.step(feeds))
+            last = choose(client.step(feeds), plugin_samplers)
             return [[t] for t in last], last
-        outs = client.step_greedy(feeds, [decode_steps - 1] * batch, ())
-        last = argmax([lg for _, lg in outs])
+        sampling = [None if sp is None else (sp.params, sp.rng) for sp in plugin_samplers]
+        outs = client.step_greedy(feeds, [decode_steps - 1] * batch, (), sampling)
+        last = choose([lg for _, lg in outs], plugin_samplers)
         return [chosen + [t] for (chosen, _), t in zip(outs, last, strict=True)], last
 
-    lt = argmax(rt.step([(s, list(prompt)) for s in local]))
-    pt = argmax(client.step([(s, list(prompt)) for s in remote]))
+    lt = choose(rt.step([(s, list(prompt)) for s in local]), local_samplers)
+    pt = choose(client.step([(s, list(prompt)) for s in remote]), plugin_samplers)
     _, lt = local_block(lt)  # warm-up
     _, pt = plugin_block(pt)
     t_local, t_plugin, ratios = [], [], []
@@ -206,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         "1 skips it)",
     )
     parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="sample the decoded tokens (top_p 0.95, seeded; both sides the same draws) instead of greedy",
+    )
+    parser.add_argument(
         "--cpu",
         type=int,
         help="pin this process and the plugins it starts to this one CPU (with --threads 1: both paths "
@@ -223,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {
         "threads": args.threads,
         "decode_steps": args.decode_steps,
+        "temperature": args.temperature,
         "batch": args.batch,
         "tokens": args.tokens,
         "cpus": len(os.sched_getaffinity(0)),
@@ -307,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                 client.fastlane = use_lane
                 rounds = [
                     decode_interleaved(
-                        Path(results["model"]), client, args.threads, args.batch, args.tokens, prompt, steps
+                        Path(results["model"]), client, args.threads, args.batch, args.tokens, prompt, steps,
+                        args.temperature,
                     )
                     for _ in range(args.rounds)
                 ]
@@ -327,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         sup.close()
 
     print(
-        f"plugin overhead  (threads={args.threads}, batch={args.batch}, cpus={results['cpus']}, "
+        f"plugin overhead  (threads={args.threads}, batch={args.batch}, temperature={args.temperature}, "
+        f"cpus={results['cpus']}, "
         f"load avg {results['loadavg']:.1f})"
     )
     lane_name = "fast lane" if results["fastlane"] else "gRPC (no fast lane negotiated)"
@@ -335,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  model                      {results['model']}")
         for prefix, name in (
             ("", f"{lane_name}, one Step per token"),
-            ("multistep_", f"{lane_name}, {args.decode_steps} decode steps per Step (greedy continuation)"),
+            ("multistep_", f"{lane_name}, {args.decode_steps} decode steps per Step (continuation)"),
             ("grpc_", "gRPC, one Step per token"),
         ):
             if prefix + "ratio" not in results:
@@ -347,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  ratio plugin/in-process    {results[prefix + 'ratio']:10.3f}"
                 "   (median over pairs of blocks; target >= 0.95)"
             )
-            print(f"  greedy tokens identical    {results[prefix + 'tokens_agree']!s:>10}")
+            print(f"  tokens identical          {results[prefix + 'tokens_agree']!s:>10}")
             share = max(results[prefix + "plugin_compute_share"])
             print(f"  plugin time in Runtime     {share:10.3f}   (the rest is call overhead)")
     for key, label in (

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -33,9 +34,13 @@ from tritium.protos.tritium.plugin.v1 import (
     scheduler_pb2_grpc,
 )
 from tritium.sdk import shm
+from tritium.sdk.sampling import continuation_sampling, set_rng_state
 
 from .errors import PluginProtocolError
 from .supervisor import Instance, Supervisor
+
+if TYPE_CHECKING:
+    from tritium.core.sampling.params import SamplingParams
 
 _MAX_VIEWS = 256  # validated handle views kept (a full cache is simply cleared)
 
@@ -63,6 +68,10 @@ class _OnInstance:
 
 
 GREEDY_CAPABILITY = "greedy_steps"  # Info capability of backends that serve SequenceInput.greedy_steps
+SAMPLED_CAPABILITY = "sampled_steps"  # ... and of those that also serve SequenceInput.sampling
+
+# A sequence's continuation in a step_greedy call: (steps, stop ids, (params, generator) or None)
+_Ask = tuple[int, frozenset[int], "tuple[SamplingParams, np.random.Generator] | None"]
 
 
 class BackendClient:
@@ -291,27 +300,37 @@ class BackendClient:
         return [logits for _, logits in self._step(batch, all_logits, None)]
 
     def step_greedy(
-        self, batch: list[tuple[int, list[int]]], greedy_steps: list[int], stop_token_ids: Collection[int]
+        self,
+        batch: list[tuple[int, list[int]]],
+        greedy_steps: list[int],
+        stop_token_ids: Collection[int],
+        sampling: list[tuple[SamplingParams, np.random.Generator] | None] | None = None,
     ) -> list[tuple[list[int], np.ndarray]]:
-        """step(), then up to greedy_steps[i] greedy tokens for sequence i in the same call (multi-step
+        """step(), then up to greedy_steps[i] tokens for sequence i in the same call (multi-step
         decode: SequenceInput.greedy_steps), each fed unless it is one of stop_token_ids, which ends
-        the continuation. Returns per sequence (the greedy tokens, the logits after the last token
-        fed); the tokens are what a greedy sampler without penalties would have chosen step by step.
-        A backend without the capability "greedy_steps" answers plain steps: no greedy tokens.
+        the continuation. Returns per sequence (the chosen tokens, the logits after the last token
+        fed). Each token is the argmax, or with sampling[i] = (penalty-free params, generator) a draw
+        of tritium.core.sampling's sampler: what the host's sampler would have chosen step by step.
+        On success the generator continues after the backend's last draw. A backend without the
+        capability "greedy_steps" (or "sampled_steps" for a sampled one) answers plain steps: no
+        chosen tokens, the generator untouched.
         """
         stops = frozenset(stop_token_ids)
-        return self._step(batch, False, [(int(n), stops) for n in greedy_steps])
+        samplers = sampling if sampling is not None else [None] * len(batch)
+        for what, entries in (("greedy_steps", greedy_steps), ("sampling", samplers)):
+            if len(entries) != len(batch):
+                raise ValueError(f"{what}: {len(entries)} entries for {len(batch)} sequences")
+        asks = [(int(n), stops, sp) for n, sp in zip(greedy_steps, samplers, strict=True)]
+        return self._step(batch, False, asks)
 
     def _step(
         self,
         batch: list[tuple[int, list[int]]],
         all_logits: bool,
-        greedy: list[tuple[int, frozenset[int]]] | None,
+        greedy: list[_Ask] | None,
     ) -> list[tuple[list[int], np.ndarray]]:
         if self._load is None:
             raise RuntimeError("load_model() first")
-        if greedy is not None and len(greedy) != len(batch):
-            raise ValueError(f"greedy_steps: {len(greedy)} entries for {len(batch)} sequences")
         with self._lock:
             for sid, toks in batch:
                 if sid not in self._history:
@@ -353,14 +372,16 @@ class BackendClient:
                 history, chunks = self._history[sid], self._chunks[sid]
                 history.extend(toks)
                 chunks.append(len(toks))
-                chosen = results[i][0]
-                if chosen:  # greedy tokens were fed one per model step (a stop token is not fed)
+                chosen, _, rng = results[i]
+                if chosen:  # chosen tokens were fed one per model step (a stop token is not fed)
                     fed = chosen[:-1] if chosen[-1] in greedy[i][1] else chosen
                     history.extend(fed)
                     chunks.extend([1] * len(fed))
+                if rng is not None:  # only now that the whole step stands
+                    set_rng_state(greedy[i][2][1], rng)
                 on = self._on[self._home[sid]]
                 on.held[sid] = len(history)
-            return [results[i] for i in range(len(batch))]
+            return [results[i][:2] for i in range(len(batch))]
 
     def _step_on(
         self,
@@ -368,8 +389,8 @@ class BackendClient:
         step_id: int,
         batch: list[tuple[int, list[int]]],
         all_logits: bool,
-        greedy: list[tuple[int, frozenset[int]]] | None,
-    ) -> list[tuple[list[int], np.ndarray]]:
+        greedy: list[_Ask] | None,
+    ) -> list[tuple[list[int], np.ndarray, backend_pb2.Pcg64State | None]]:
         on = self._ensure(inst)
         for sid, _ in batch:
             if self._home.get(sid) != inst.key:
@@ -377,15 +398,20 @@ class BackendClient:
         self._replay(on, step_id, [sid for sid, _ in batch])
         req = backend_pb2.StepRequest(step_id=step_id)
         add = req.batch.add
-        if greedy is not None and GREEDY_CAPABILITY not in inst.process.info.capabilities:
+        caps = inst.process.info.capabilities
+        if greedy is not None and GREEDY_CAPABILITY not in caps:
             greedy = None  # a plain step: the caller samples every token from the logits
         if greedy is None:
             for sid, toks in batch:
                 add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), all_logits=all_logits)
         else:
-            for (sid, toks), (steps, stops) in zip(batch, greedy, strict=True):
-                add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), greedy_steps=steps,
-                    stop_token_ids=sorted(stops) if steps else ())
+            if SAMPLED_CAPABILITY not in caps:  # sampled sequences take a plain step
+                greedy = [(0, stops, None) if sp is not None else (n, stops, sp) for n, stops, sp in greedy]
+            for (sid, toks), (steps, stops, sp) in zip(batch, greedy, strict=True):
+                item = add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), greedy_steps=steps,
+                           stop_token_ids=sorted(stops) if steps else ())
+                if steps and sp is not None:
+                    item.sampling.CopyFrom(continuation_sampling(*sp))
         resp = self._call_step(inst, req)
         return self._read_outputs(inst, req, resp, batch, all_logits, greedy)
 
@@ -435,8 +461,8 @@ class BackendClient:
         resp: backend_pb2.StepResponse,
         batch: list[tuple[int, list[int]]],
         all_logits: bool,
-        greedy: list[tuple[int, frozenset[int]]] | None = None,
-    ) -> list[tuple[list[int], np.ndarray]]:
+        greedy: list[_Ask] | None = None,
+    ) -> list[tuple[list[int], np.ndarray, backend_pb2.Pcg64State | None]]:
         if resp.step_id != req.step_id:
             raise PluginProtocolError(
                 inst.name, f"Step answered step_id {resp.step_id} to step {req.step_id}"
@@ -481,17 +507,23 @@ class BackendClient:
                     f"Step logits of sequence {sid}: expected {len(toks)} rows, found {view.shape[0]}",
                 )
             chosen = list(out.greedy_tokens)
-            fed = 0
+            fed, rng = 0, None
             if chosen or greedy is not None:
-                asked = greedy[i] if greedy is not None else (0, frozenset())
-                fed = self._check_greedy(inst, sid, chosen, asked)
+                asked = greedy[i] if greedy is not None else (0, frozenset(), None)
+                fed = self._check_greedy(inst, sid, chosen, asked[:2])
+                if chosen and asked[2] is not None:
+                    if not out.HasField("rng"):
+                        raise PluginProtocolError(
+                            inst.name, f"sequence {sid}: a sampled continuation without its generator state"
+                        )
+                    rng = out.rng
             expected_past = len(self._history[sid]) + len(toks) + fed
             if out.n_past != expected_past:
                 raise PluginProtocolError(
                     inst.name,
                     f"sequence {sid} holds {out.n_past} tokens after Step, expected {expected_past}",
                 )
-            result.append((chosen, view.copy() if self.copy_logits else view))
+            result.append((chosen, view.copy() if self.copy_logits else view, rng))
         return result
 
     def _check_greedy(

@@ -59,27 +59,31 @@ class Sampler:
         if self.params.greedy:
             token = int(np.argmax(x))  # numpy returns the first maximum
         else:
-            token = self._draw(x)
+            token = draw(x, self.params, self.rng)
         if self.params.logprobs is None:
             return SampledToken(token)
         return SampledToken(token, *logprobs_of(raw, token, self.params.logprobs))
 
-    def _draw(self, x: np.ndarray) -> int:
-        p = self.params
-        x /= np.float32(p.temperature)
-        ids = top_k_ids(x, p.top_k) if 0 < p.top_k < x.size else None
-        if p.top_p < 1.0:
-            ids = top_p_ids(x, p.top_p, ids)
-        if ids is None:
-            ids = np.arange(x.size)
-        probs = _softmax(x[ids])
-        if p.min_p > 0.0:
-            keep = probs >= p.min_p * probs.max()
-            ids, probs = ids[keep], probs[keep]
-        cumulative = np.cumsum(probs)
-        u = self.rng.random() * cumulative[-1]
-        i = int(np.searchsorted(cumulative, u, side="right"))
-        return int(ids[min(i, ids.size - 1)])
+
+
+def draw(x: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:
+    """One token from the float32 logits `x` (modified in place): temperature → top-k → top-p →
+    min-p → one uniform draw from `rng`. A backend's sampled continuation runs exactly this
+    (backend.proto ContinuationSampling), so it chooses the tokens the host would."""
+    x /= np.float32(params.temperature)
+    ids = top_k_ids(x, params.top_k) if 0 < params.top_k < x.size else None
+    if params.top_p < 1.0:
+        ids = top_p_ids(x, params.top_p, ids)
+    if ids is None:
+        ids = np.arange(x.size)
+    probs = _softmax(x[ids])
+    if params.min_p > 0.0:
+        keep = probs >= params.min_p * probs.max()
+        ids, probs = ids[keep], probs[keep]
+    cumulative = np.cumsum(probs)
+    u = rng.random() * cumulative[-1]
+    i = int(np.searchsorted(cumulative, u, side="right"))
+    return int(ids[min(i, ids.size - 1)])
 
 
 def apply_penalties(x: np.ndarray, history: Sequence[int], params: SamplingParams, *,

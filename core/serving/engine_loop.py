@@ -82,7 +82,7 @@ class EngineCounters:
     runtime_calls: int = 0
     tokens_fed: int = 0
     tokens_generated: int = 0
-    greedy_tokens: int = 0  # of those, chosen by the backend in greedy continuations (decode_steps)
+    continued_tokens: int = 0  # of those, chosen by the backend in continuations (decode_steps)
     preemptions: int = 0
     cancelled: int = 0
     finished: int = 0
@@ -392,11 +392,12 @@ class ServingEngine:
     def _run_device(self, device: int, items: list[tuple[_Request, int]]) -> None:
         feeds = [(r.seq, r.history[r.n_fed:r.n_fed + tokens]) for r, tokens in items]
         runtime = self.runtimes[device]
-        greedy = self._greedy_steps(runtime, items)
+        greedy = self._continuation_steps(runtime, items)
         t0 = time.perf_counter()
         try:
             if greedy:
-                outs = runtime.step_greedy(feeds, [greedy] * len(feeds), items[0][0].tracker.enders)
+                sampling = [None if r.params.greedy else (r.params, r.sampler.rng) for r, _ in items]
+                outs = runtime.step_greedy(feeds, [greedy] * len(feeds), items[0][0].tracker.enders, sampling)
                 chosen, rows = [c for c, _ in outs], [lg for _, lg in outs]
             else:
                 chosen, rows = [[] for _ in feeds], runtime.step(feeds)
@@ -420,14 +421,16 @@ class ServingEngine:
                 if r.replay[0] <= 0:
                     r.replay.popleft()
             self.counters.tokens_fed += tokens
-            if r.pending == 0 and not self._take_greedy(r, greedy_tokens):
+            if r.pending == 0 and not self._take_continued(r, greedy_tokens):
                 self._sample(r, logits)
 
-    def _greedy_steps(self, runtime: Any, items: list[tuple[_Request, int]]) -> int:
-        """How many greedy decode steps the runtime may add to this call (config decode_steps): only
-        for a backend that offers it, when every request of the call decodes (feeds its last sampled
-        token: a prefill call stays one step, for the time to first token) and is argmax-only with
-        the same stop ids, and while no request waits (it would wait for the whole call). At most
+    def _continuation_steps(self, runtime: Any, items: list[tuple[_Request, int]]) -> int:
+        """How many decode steps the runtime may add to this call (config decode_steps), choosing each
+        token itself (the argmax, or a draw of the request's own sampler and generator): only for a
+        backend that offers it, when every request of the call decodes (feeds its last sampled
+        token: a prefill call stays one step, for the time to first token) and is penalty-free
+        without logprobs, with the same stop ids, and while no request waits (it would wait for the
+        whole call). At most
         what the request closest to its token limit may still generate after this call's own token,
         so that no request ends by length mid-call."""
         if self.config.decode_steps < 2 or not hasattr(runtime, "step_greedy"):
@@ -438,16 +441,16 @@ class ServingEngine:
         steps = self.config.decode_steps - 1
         for r, tokens in items:
             decoding = tokens == r.pending == 1 and len(r.history) > r.n_prompt and not r.replay
-            if not decoding or not r.params.argmax_only or r.tracker.enders != enders:
+            if not decoding or not r.params.penalty_free or r.tracker.enders != enders:
                 return 0
             steps = min(steps, r.tracker.tokens_left() - 1)
         return max(steps, 0)
 
-    def _take_greedy(self, r: _Request, tokens: list[int]) -> bool:
-        """Deliver the tokens a greedy continuation chose for `r` (each fed but a final stop token);
+    def _take_continued(self, r: _Request, tokens: list[int]) -> bool:
+        """Deliver the tokens a continuation chose for `r` (each fed but a final stop token);
         True when the request ended with one of them."""
         for token in tokens:
-            self.counters.greedy_tokens += 1
+            self.counters.continued_tokens += 1
             if self._emit(r, token, None, None):
                 return True
             r.n_fed += 1  # the backend fed it: one step of its own

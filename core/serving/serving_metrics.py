@@ -56,9 +56,9 @@ class EngineMetricsCollector:
         yield counter("steps", "Engine steps run", c.steps)
         yield counter("tokens_generated", "Tokens sampled", c.tokens_generated)
         yield counter("tokens_fed", "Tokens fed to the model (prompt, decode and recompute)", c.tokens_fed)
-        yield counter("greedy_continuation_tokens",
-                      "Tokens the backend chose itself in greedy continuations (config decode_steps)",
-                      c.greedy_tokens)
+        yield counter("continuation_tokens",
+                      "Tokens the backend chose itself in continuations (config decode_steps)",
+                      c.continued_tokens)
         yield counter("requests_finished", "Requests finished", c.finished)
         yield counter("requests_cancelled", "Requests cancelled", c.cancelled)
         yield counter("preemptions", "Requests preempted (their KV cache freed, recomputed later)",

@@ -20,7 +20,9 @@ from .model_runner import ModelRunner, StepError
 
 NAME = "cpu"
 VERSION = "0.1.0"
-CAPABILITIES = ["step", "shm_logits", "greedy_steps", "per_op", "gguf", "hf", "i2_s", "tq1_0", "tq2_0"]
+CAPABILITIES = [
+    "step", "shm_logits", "greedy_steps", "sampled_steps", "per_op", "gguf", "hf", "i2_s", "tq1_0", "tq2_0"
+]
 
 
 class CpuBackend(BackendPlugin):

@@ -126,10 +126,10 @@ class ModelRunner:
         t0 = time.perf_counter()
         items = [
             (i.sequence_id, list(i.tokens), i.all_logits, i.n_past if i.HasField("n_past") else -1,
-             i.greedy_steps)
+             i.greedy_steps, i.sampling if i.HasField("sampling") else None)
             for i in request.batch
         ]
-        plain, full = self._admit(items)
+        plain, full, samplers = self._admit(items)
         rows = len(plain) + sum(len(item[1]) for item in full)
         if rows > self.max_rows:
             # Rare (a prefill with all_logits): grow the segment; the host maps the new one by name.
@@ -147,7 +147,7 @@ class ModelRunner:
         seqs = self.sequences
         resp = backend_pb2.StepResponse(step_id=request.step_id)
         add = resp.outputs.add
-        for sid, toks, _, _, _ in items:
+        for sid, toks, *_ in items:
             add(sequence_id=sid, n_past=seqs[sid].n_past + len(toks)).logits.CopyFrom(
                 self._rows(*row_of[sid])[0]
             )
@@ -156,7 +156,7 @@ class ModelRunner:
             out = self._rows(0, len(plain))[1]
             rt.step([(seqs[item[0]], item[1]) for item in plain], logits_out=out)
             if any(item[4] for item in plain):
-                self._continue_greedy(request, resp, plain, out)
+                self._continue_greedy(request, resp, plain, out, samplers)
         if full:
             out = self._rows(len(plain), row - len(plain))[1]
             rt.step([(seqs[item[0]], item[1]) for item in full], all_logits=True, logits_out=out)
@@ -164,20 +164,33 @@ class ModelRunner:
         return resp
 
     def _continue_greedy(
-        self, request: backend_pb2.StepRequest, resp: backend_pb2.StepResponse, plain: list, rows: np.ndarray
+        self,
+        request: backend_pb2.StepRequest,
+        resp: backend_pb2.StepResponse,
+        plain: list,
+        rows: np.ndarray,
+        samplers: dict[int, tuple],
     ) -> None:
-        """The greedy continuations of the plain sequences (SequenceInput.greedy_steps): each round
-        takes every continuing sequence's argmax, and feeds the ones not stopped as one batch step,
-        whose logits land in their rows of the segment."""
+        """The continuations of the plain sequences (SequenceInput.greedy_steps): each round chooses
+        every continuing sequence's next token (the argmax, or a draw for a sampled continuation)
+        and feeds the ones not stopped as one batch step, whose logits land in their rows of the
+        segment. A sampled continuation's output carries its generator's state after the last draw."""
         stops = {i.sequence_id: frozenset(i.stop_token_ids) for i in request.batch if i.greedy_steps}
         outputs = {o.sequence_id: o for o in resp.outputs}
         seqs, rt = self.sequences, self.runtime
-        # (row in `rows`, sequence id, greedy tokens still allowed)
+        if samplers:
+            from tritium.core.sampling.sampler import draw
+            from tritium.sdk.sampling import rng_state
+        # (row in `rows`, sequence id, tokens still allowed)
         active = [(r, item[0], item[4]) for r, item in enumerate(plain) if item[4]]
         while active:
             feed = []
             for r, sid, left in active:
-                token = int(rows[r].argmax())  # numpy: the first maximum, as the host's greedy sampler
+                chooser = samplers.get(sid)
+                if chooser is None:
+                    token = int(rows[r].argmax())  # numpy: the first maximum, as the host's greedy sampler
+                else:
+                    token = draw(rows[r].copy(), *chooser)
                 outputs[sid].greedy_tokens.append(token)
                 if token not in stops[sid]:
                     feed.append((r, sid, left - 1, token))
@@ -195,6 +208,27 @@ class ModelRunner:
             for _, sid, _, _ in feed:
                 outputs[sid].n_past = seqs[sid].n_past
             active = [(r, sid, left) for r, sid, left, _ in feed if left > 0]
+        for sid, (_, rng) in samplers.items():
+            outputs[sid].rng.CopyFrom(rng_state(rng))
+
+    @staticmethod
+    def _sampler(item: tuple) -> tuple:
+        """(SamplingParams, Generator) of a sampled continuation's request; StepError if invalid."""
+        from tritium.core.errors import SamplingError
+        from tritium.sdk.sampling import generator_from, params_of
+
+        try:
+            params = params_of(item[5])
+        except SamplingError as exc:
+            raise StepError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"sequence {item[0]}: sampling: {exc}"
+            ) from None
+        if params.greedy or not item[5].HasField("rng"):
+            raise StepError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"sequence {item[0]}: sampling needs a temperature > 0 and the generator state `rng`",
+            )
+        return params, generator_from(item[5].rng)
 
     def _rows(self, first: int, n: int) -> tuple[common_pb2.TensorHandle, np.ndarray]:
         """The handle and the array of logits rows [first, first + n) of the segment, made once per
@@ -210,15 +244,16 @@ class ModelRunner:
             self._row_views[key] = hit
         return hit
 
-    def _admit(self, items: list[tuple[int, list[int], bool, int, int]]) -> tuple[list, list]:
-        """Validate the batch of (sequence id, tokens, all_logits, n_past or -1, greedy_steps)
+    def _admit(self, items: list[tuple]) -> tuple[list, list]:
+        """Validate the batch of (sequence id, tokens, all_logits, n_past or -1, greedy_steps, sampling)
         (StepError naming the sequence otherwise), create new sequences and apply the host's n_past
-        rewinds; returns the items wanting last-token and all-token logits."""
+        rewinds; returns the items wanting last-token and all-token logits, and the sampled
+        continuations' (SamplingParams, Generator) by sequence id."""
         seen: set[int] = set()
         plain, full = [], []
         n_ctx, n_vocab, seqs = self.runtime.n_ctx, self.n_vocab, self.sequences
         for item in items:
-            sid, toks, all_logits, n_past, greedy = item
+            sid, toks, all_logits, n_past, greedy, _ = item
             if sid in seen:
                 raise StepError(grpc.StatusCode.INVALID_ARGUMENT, f"sequence {sid} appears twice")
             seen.add(sid)
@@ -245,13 +280,14 @@ class ModelRunner:
                     grpc.StatusCode.INVALID_ARGUMENT, f"sequence {sid}: greedy_steps with all_logits"
                 )
             (full if all_logits else plain).append(item)
-        for sid, _, _, n_past, _ in items:
+        samplers = {item[0]: self._sampler(item) for item in plain if item[4] and item[5] is not None}
+        for sid, _, _, n_past, *_ in items:
             seq = seqs.get(sid)
             if seq is None:
                 seq = seqs[sid] = self.runtime.new_sequence()
             if 0 <= n_past < seq.n_past:
                 seq.truncate(n_past)
-        return plain, full
+        return plain, full, samplers
 
     def cleanup(self, sequence_ids: list[int]) -> int:
         """Free sequences; returns how many are left."""

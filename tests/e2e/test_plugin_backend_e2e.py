@@ -11,6 +11,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from tritium.core.sampling import SamplingParams
+from tritium.core.sampling.sampler import Sampler
 from tritium.plugin_host.client import BackendClient
 from tritium.plugin_host.discovery import BUILTIN_DIR, discover
 from tritium.plugin_host.supervisor import PluginState, RestartPolicy, Supervisor
@@ -34,7 +36,8 @@ THREADS = 1
 
 @pytest.fixture(scope="module")
 def sup():
-    s = Supervisor(policy=RestartPolicy(backoff_initial_s=0.01, ready_wait_s=120))
+    # The module kills this plugin several times on purpose: more than the default breaker allows.
+    s = Supervisor(policy=RestartPolicy(backoff_initial_s=0.01, ready_wait_s=120, max_crashes=20))
     s.register_discovered(discover({"builtin": [BUILTIN_DIR]}, entry_points=False, env={}))
     s.start("cpu")
     yield s
@@ -218,15 +221,18 @@ def test_serving_engine_runs_its_model_through_the_plugin(sup, runtime):
 
 
 # ---- greedy continuation (SequenceInput.greedy_steps: several decode steps per Step call) -------------
-def _batched_greedy(runtime, prompts, steps):
-    """In-process reference: every round, the argmax of each continuing sequence, fed as one batch."""
+def _batched_greedy(runtime, prompts, steps, samplers=None):
+    """In-process reference: every round, the argmax of each continuing sequence (or its sampler's
+    draw, when samplers[i] is a core Sampler), fed as one batch."""
     seqs = [runtime.new_sequence() for _ in prompts]
     logits = [lg.copy() for lg in runtime.step(list(zip(seqs, prompts, strict=True)))]
     chosen = [[] for _ in prompts]
+    samplers = samplers or [None] * len(prompts)
     active = [i for i, n in enumerate(steps) if n]
     while active:
         for i in active:
-            chosen[i].append(int(logits[i][-1].argmax()))
+            row, sampler = logits[i][-1], samplers[i]
+            chosen[i].append(int(row.argmax()) if sampler is None else sampler.sample(row, []))
         rows = runtime.step([(seqs[i], [chosen[i][-1]]) for i in active])
         for i, lg in zip(active, rows, strict=True):
             logits[i] = lg.copy()
@@ -247,6 +253,76 @@ def test_greedy_steps_equal_the_same_batched_steps_in_process(client, runtime):
         np.testing.assert_array_equal(logits.reshape(-1), want_lg.reshape(-1))
         assert client.n_past(seq) == len(prompt) + len(tokens)
     client.release(*seqs)
+
+
+SAMPLED = [
+    SamplingParams(temperature=0.9, top_p=0.95, seed=5),
+    SamplingParams(temperature=1.4, top_k=40, min_p=0.01, seed=6),
+]
+
+
+def test_sampled_steps_draw_what_the_host_sampler_draws_step_by_step(client, runtime, in_process_tokens):
+    prompts = [PROMPT, PROMPT[:5], [PROMPT[0], 42]]
+    steps = [9, 6, 4]  # two sampled continuations and a greedy one in the same calls
+    reference = [Sampler(p) for p in SAMPLED] + [None]
+    want_tokens, want_logits = _batched_greedy(runtime, prompts, steps, reference)
+    rngs = [np.random.default_rng(p.seed) for p in SAMPLED]
+    seqs = [client.new_sequence() for _ in prompts]
+    got = client.step_greedy(list(zip(seqs, prompts, strict=True)), steps, (),
+                             [(SAMPLED[0], rngs[0]), (SAMPLED[1], rngs[1]), None])
+    for (tokens, logits), want_t, want_lg in zip(got, want_tokens, want_logits, strict=True):
+        assert tokens == want_t
+        np.testing.assert_array_equal(logits.reshape(-1), want_lg.reshape(-1))
+    assert want_tokens[0] != in_process_tokens[:9]  # not the greedy tokens
+    # The host's generators continue after the plugin's last draws: the next draws match too.
+    reference = [Sampler(p) for p in SAMPLED]
+    for sampler, n in zip(reference, steps, strict=False):
+        for _ in range(n):
+            sampler.rng.random()
+    assert [g.random() for g in rngs] == [s.rng.random() for s in reference]
+    client.release(*seqs)
+
+
+def test_sigkill_mid_sampled_steps_draws_the_same_tokens_on_the_restarted_plugin(sup, client, monkeypatch):
+    from tritium.plugin_host.fastlane import HostLane
+
+    def run(kill):
+        seq, host = client.new_sequence(), Sampler(SAMPLED[0])  # as the engine: one sampler per request
+        tokens, logits = client.step_greedy([(seq, PROMPT)], [5], (), [(host.params, host.rng)])[0]
+        tokens.append(host.sample(logits[-1], []))  # penalty-free: no history needed
+        if kill:
+            real_answer, killed = HostLane._answer, []
+
+            def kill_in_flight(self, method, response_cls, timeout):  # noqa: ANN001
+                if not killed:
+                    killed.append(sup.get("cpu").instance.pid)
+                    os.kill(killed[0], signal.SIGKILL)
+                return real_answer(self, method, response_cls, timeout)
+
+            monkeypatch.setattr(HostLane, "_answer", kill_in_flight)
+        more, _ = client.step_greedy([(seq, [tokens[-1]])], [5], (), [(host.params, host.rng)])[0]
+        monkeypatch.undo()
+        client.release(seq)
+        return tokens + more, host.rng.random()
+
+    restarts = sup.get("cpu").restarts
+    undisturbed = run(kill=False)
+    assert run(kill=True) == undisturbed
+    assert sup.get("cpu").restarts == restarts + 1
+
+
+def test_sampled_steps_need_a_temperature_and_the_generator_state(sup):
+    stub = sup.instance("cpu").stub(backend_pb2_grpc.BackendStub)
+    for step_id, sampling in enumerate([
+        backend_pb2.ContinuationSampling(temperature=0.0, rng=backend_pb2.Pcg64State(inc_low=1)),
+        backend_pb2.ContinuationSampling(temperature=0.8),
+        backend_pb2.ContinuationSampling(temperature=0.8, top_p=1.5, rng=backend_pb2.Pcg64State(inc_low=1)),
+    ]):
+        req = backend_pb2.StepRequest(step_id=100 + step_id)
+        req.batch.add(sequence_id=987660 + step_id, tokens=[1], greedy_steps=2).sampling.CopyFrom(sampling)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Step(req, timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "sampling" in err.value.details()
 
 
 def test_greedy_steps_generation_equals_one_step_per_token(client, in_process_tokens):

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from tritium.core.sampling import SamplingParams
 from tritium.plugin_host.client import BackendClient
 from tritium.plugin_host.errors import PluginProtocolError
 from tritium.plugin_host.supervisor import PluginState, RestartPolicy, Supervisor
@@ -176,12 +177,18 @@ def _greedy_step(client, seq):
     return client.step_greedy([(seq, PROMPT)], [3], ())
 
 
+def _sampled_step(client, seq):
+    sampler = (SamplingParams(temperature=0.7), np.random.default_rng(1))
+    return client.step_greedy([(seq, PROMPT)], [3], (), [sampler])
+
+
 @pytest.mark.parametrize(
     ("mode", "needle", "call"),
     [
         ("backend_wrong_shape", "expected shape [1, 50], found [2, 50]", _plain_step),
         ("backend_wrong_dtype", "expected dtype DTYPE_F32, found DTYPE_F16", _plain_step),
         ("backend_greedy_overrun", "4 greedy tokens, at most 3 asked", _greedy_step),
+        ("backend_sampled_no_rng", "a sampled continuation without its generator state", _sampled_step),
     ],
 )
 def test_wrong_answers_are_protocol_errors_and_restart_the_plugin(sup, make_package, mode, needle, call):
@@ -209,3 +216,17 @@ def test_greedy_steps_on_a_backend_without_the_capability_are_plain_steps(sup, t
     assert tokens == [] and client.n_past(seq) == len(PROMPT)  # the caller samples every token itself
     np.testing.assert_array_equal(logits, client.eval(client.new_sequence(), PROMPT))
 
+
+
+def test_sampled_steps_on_a_backend_with_greedy_steps_only_are_plain_steps(sup, make_package):
+    m = make_package("backend_greedy_overrun")  # greedy_steps but not sampled_steps
+    sup.register(m)
+    sup.start(m.name)
+    client = BackendClient(sup, m.name)
+    client.load_model("/models/toy.gguf")
+    rng = np.random.default_rng(4)
+    before = rng.bit_generator.state
+    [(tokens, _)] = client.step_greedy([(client.new_sequence(), PROMPT)], [5], (),
+                                       [(SamplingParams(temperature=0.7), rng)])
+    assert tokens == [] and rng.bit_generator.state == before  # the caller samples, from its generator
+    sup.stop(m.name, drain=False)

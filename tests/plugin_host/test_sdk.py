@@ -177,3 +177,37 @@ def test_preemption_only_when_enabled():
     on = SchedulerState(config.validate(common_pb2.SchedulerConfig(max_batch_size=1, preempt_enabled=True)))
     r = schedule(on, _req(q, [_dev(0)]))
     assert list(r.preempt) == [1] and [a.request_id for a in r.batch] == [2]
+
+
+# ---- sdk.sampling: the sampled continuation's wire forms -------------------------------------------
+def test_a_generator_continues_across_its_wire_state():
+    import numpy as np
+    from tritium.core.sampling import SamplingParams
+    from tritium.protos.tritium.plugin.v1 import backend_pb2
+    from tritium.sdk.sampling import (
+        continuation_sampling,
+        generator_from,
+        params_of,
+        rng_state,
+        set_rng_state,
+    )
+
+    host = np.random.default_rng(2**70 + 3)  # a seed wider than 64 bits: both halves matter
+    host.random()
+    host.integers(0, 10, dtype=np.uint32)  # leaves a buffered 32-bit half-draw (has_uint32)
+    twin = np.random.default_rng(2**70 + 3)
+    twin.random()
+    twin.integers(0, 10, dtype=np.uint32)
+    msg = backend_pb2.Pcg64State.FromString(rng_state(host).SerializeToString())
+    plugin = generator_from(msg)
+    assert [plugin.random() for _ in range(5)] == [twin.random() for _ in range(5)]
+    set_rng_state(host, rng_state(plugin))  # the host continues after the plugin's draws
+    draws = [g.integers(0, 2**32, 4, dtype=np.uint32).tolist() for g in (host, twin)]
+    assert draws[0] == draws[1]
+
+    params = SamplingParams(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05)
+    sent = continuation_sampling(params, host)
+    got = params_of(sent)
+    assert (got.temperature, got.top_k, got.top_p, got.min_p) == (0.7, 5, 0.9, 0.05)  # doubles: exact
+    with pytest.raises(ValueError, match="PCG64"):
+        rng_state(np.random.Generator(np.random.MT19937(1)))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from tritium.core.sampling.sampler import draw
 
 from tests.engine.fakes import EOS, N_VOCAB, fake_model  # noqa: F401  (re-exported for the tests)
 
@@ -86,22 +87,29 @@ class FakeBatchRuntime:
 
 @dataclass
 class GreedyStepsRuntime(FakeBatchRuntime):
-    """A FakeBatchRuntime that also serves greedy continuations, with BackendClient.step_greedy's
-    contract: each continuing sequence's argmax is fed as one more batched step, a stop id ends it
-    unfed. `greedy_calls` records the greedy_steps of each call; `calls` every model step."""
+    """A FakeBatchRuntime that also serves continuations, with BackendClient.step_greedy's contract:
+    each continuing sequence's next token (the argmax, or with sampling[i] a draw that continues
+    the given generator) is fed as one more batched step, a stop id ends it unfed. `greedy_calls`
+    records the greedy_steps of each call, `sampled_calls` how many sequences of each call sampled;
+    `calls` every model step."""
 
     greedy_calls: list[list[int]] = field(default_factory=list)
+    sampled_calls: list[int] = field(default_factory=list)
 
     def step_greedy(
-        self, batch: list[tuple[FakeSequence, list[int]]], greedy_steps: list[int], stop_token_ids
+        self, batch: list[tuple[FakeSequence, list[int]]], greedy_steps: list[int], stop_token_ids,
+        sampling=None,
     ) -> list[tuple[list[int], np.ndarray]]:
+        sampling = sampling or [None] * len(batch)
         self.greedy_calls.append(list(greedy_steps))
+        self.sampled_calls.append(sum(sp is not None for sp in sampling))
         rows = self.step(batch)
         chosen: list[list[int]] = [[] for _ in batch]
         active = [i for i, n in enumerate(greedy_steps) if n]
         while active:
             for i in active:
-                chosen[i].append(int(rows[i].argmax()))
+                sp = sampling[i]
+                chosen[i].append(int(rows[i].argmax()) if sp is None else draw(rows[i].copy(), *sp))
             fed = [i for i in active if chosen[i][-1] not in stop_token_ids]
             if fed:
                 for i, row in zip(fed, self.step([(batch[i][0], [chosen[i][-1]]) for i in fed]), strict=True):

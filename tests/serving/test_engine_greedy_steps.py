@@ -1,5 +1,6 @@
-"""The engine's greedy continuation (config decode_steps): several decode steps per backend call for
-argmax-only requests, with exactly the tokens, texts and finish reasons of one call per token."""
+"""The engine's continuations (config decode_steps): several decode steps per backend call for
+penalty-free requests (greedy, or sampled by the backend with the request's own generator), with
+exactly the tokens, texts and finish reasons of one call per token."""
 
 from __future__ import annotations
 
@@ -71,13 +72,29 @@ def test_no_continuation_while_a_request_waits():
     _same([drain(first), drain(second)], want)
 
 
-def test_only_argmax_only_requests_continue():
-    sampled = [
-        ("alpha", SamplingParams(temperature=0.8, seed=3, max_tokens=8)),
+def test_seeded_sampled_requests_continue_with_the_tokens_of_one_call_per_token():
+    requests = [
+        ("alpha", SamplingParams(temperature=0.8, seed=3, max_tokens=12)),
+        ("a longer prompt here", SamplingParams(temperature=1.3, top_k=20, top_p=0.9, min_p=0.02, seed=11,
+                                                max_tokens=12)),
+        ("z", greedy(12)),  # greedy and sampled requests continue in the same calls
+    ]
+    want, _ = _events(FakeBatchRuntime(), requests, decode_steps=1)
+    rt = GreedyStepsRuntime()
+    got, engine = _events(rt, requests, decode_steps=4)
+    _same(got, want)
+    assert rt.greedy_calls and all(n == 2 for n in rt.sampled_calls)
+    assert engine.counters.continued_tokens > 0
+    assert len({tuple(e.token_id for e in ev) for ev in got[:2]}) == 2  # the draws do differ
+
+
+def test_only_penalty_free_requests_without_logprobs_continue():
+    excluded = [
+        ("alpha", SamplingParams(temperature=0.8, seed=3, max_tokens=8, presence_penalty=0.5)),
         ("alpha", greedy(8, repetition_penalty=1.3)),
         ("alpha", greedy(8, logprobs=2)),
     ]
-    for request in sampled:
+    for request in excluded:
         rt = GreedyStepsRuntime()
         got, _ = _events(rt, [request], decode_steps=4)
         want, _ = _events(FakeBatchRuntime(), [request], decode_steps=1)

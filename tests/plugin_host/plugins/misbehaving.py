@@ -19,6 +19,8 @@ Modes:
   backend_wrong_dtype   toy backend whose logits are float16
   backend_greedy_overrun  toy backend claiming the capability greedy_steps, answering one greedy
                         token more than asked
+  backend_sampled_no_rng  toy backend claiming sampled_steps, answering a sampled continuation (with
+                        argmax tokens) but no generator state
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class ToyBackend(BackendPlugin):
         self.lock = threading.Lock()
 
     def capabilities(self) -> list[str]:
+        if self.mode == "backend_sampled_no_rng":
+            return ["step", "greedy_steps", "sampled_steps"]
         return ["step", "greedy_steps"] if self.mode == "backend_greedy_overrun" else ["step"]
 
     @staticmethod
@@ -101,8 +105,9 @@ class ToyBackend(BackendPlugin):
                     hist.append(t)
                     rows.append(self.row(hist))
                 greedy = []
-                if self.mode == "backend_greedy_overrun" and item.greedy_steps:
-                    for _ in range(item.greedy_steps + 1):
+                if self.mode in ("backend_greedy_overrun", "backend_sampled_no_rng") and item.greedy_steps:
+                    extra = self.mode == "backend_greedy_overrun"
+                    for _ in range(item.greedy_steps + extra):
                         greedy.append(int(rows[-1].argmax()))
                         hist.append(greedy[-1])
                         rows.append(self.row(hist))
@@ -223,7 +228,8 @@ def main(mode: str) -> None:
         raw_scheduler(mode, "somebody-else")
     if mode in ("scheduler_hang", "scheduler_crash_once", "scheduler_segv_once"):
         serve(HangingScheduler(mode), "scheduler", NAME, VERSION)
-    if mode in ("toy_backend", "backend_wrong_shape", "backend_wrong_dtype", "backend_greedy_overrun"):
+    if mode in ("toy_backend", "backend_wrong_shape", "backend_wrong_dtype", "backend_greedy_overrun",
+                "backend_sampled_no_rng"):
         serve(ToyBackend(mode), "backend", NAME, VERSION)
     raise SystemExit(f"unknown mode {mode!r}")
 

@@ -180,20 +180,52 @@ class LoadModelResponse(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., logits_segment: _Optional[_Union[_common_pb2.SharedSegment, _Mapping]] = ..., interpretation: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SequenceInput(_message.Message):
-    __slots__ = ("sequence_id", "tokens", "n_past", "all_logits", "greedy_steps", "stop_token_ids")
+    __slots__ = ("sequence_id", "tokens", "n_past", "all_logits", "greedy_steps", "stop_token_ids", "sampling")
     SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     N_PAST_FIELD_NUMBER: _ClassVar[int]
     ALL_LOGITS_FIELD_NUMBER: _ClassVar[int]
     GREEDY_STEPS_FIELD_NUMBER: _ClassVar[int]
     STOP_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
     sequence_id: int
     tokens: _containers.RepeatedScalarFieldContainer[int]
     n_past: int
     all_logits: bool
     greedy_steps: int
     stop_token_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, sequence_id: _Optional[int] = ..., tokens: _Optional[_Iterable[int]] = ..., n_past: _Optional[int] = ..., all_logits: _Optional[bool] = ..., greedy_steps: _Optional[int] = ..., stop_token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    sampling: ContinuationSampling
+    def __init__(self, sequence_id: _Optional[int] = ..., tokens: _Optional[_Iterable[int]] = ..., n_past: _Optional[int] = ..., all_logits: _Optional[bool] = ..., greedy_steps: _Optional[int] = ..., stop_token_ids: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[ContinuationSampling, _Mapping]] = ...) -> None: ...
+
+class ContinuationSampling(_message.Message):
+    __slots__ = ("temperature", "top_k", "top_p", "min_p", "rng")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    MIN_P_FIELD_NUMBER: _ClassVar[int]
+    RNG_FIELD_NUMBER: _ClassVar[int]
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    rng: Pcg64State
+    def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., min_p: _Optional[float] = ..., rng: _Optional[_Union[Pcg64State, _Mapping]] = ...) -> None: ...
+
+class Pcg64State(_message.Message):
+    __slots__ = ("state_high", "state_low", "inc_high", "inc_low", "has_uint32", "uinteger")
+    STATE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    STATE_LOW_FIELD_NUMBER: _ClassVar[int]
+    INC_HIGH_FIELD_NUMBER: _ClassVar[int]
+    INC_LOW_FIELD_NUMBER: _ClassVar[int]
+    HAS_UINT32_FIELD_NUMBER: _ClassVar[int]
+    UINTEGER_FIELD_NUMBER: _ClassVar[int]
+    state_high: int
+    state_low: int
+    inc_high: int
+    inc_low: int
+    has_uint32: bool
+    uinteger: int
+    def __init__(self, state_high: _Optional[int] = ..., state_low: _Optional[int] = ..., inc_high: _Optional[int] = ..., inc_low: _Optional[int] = ..., has_uint32: _Optional[bool] = ..., uinteger: _Optional[int] = ...) -> None: ...
 
 class StepRequest(_message.Message):
     __slots__ = ("step_id", "batch")
@@ -204,16 +236,18 @@ class StepRequest(_message.Message):
     def __init__(self, step_id: _Optional[int] = ..., batch: _Optional[_Iterable[_Union[SequenceInput, _Mapping]]] = ...) -> None: ...
 
 class SequenceOutput(_message.Message):
-    __slots__ = ("sequence_id", "logits", "n_past", "greedy_tokens")
+    __slots__ = ("sequence_id", "logits", "n_past", "greedy_tokens", "rng")
     SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     LOGITS_FIELD_NUMBER: _ClassVar[int]
     N_PAST_FIELD_NUMBER: _ClassVar[int]
     GREEDY_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RNG_FIELD_NUMBER: _ClassVar[int]
     sequence_id: int
     logits: _common_pb2.TensorHandle
     n_past: int
     greedy_tokens: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, sequence_id: _Optional[int] = ..., logits: _Optional[_Union[_common_pb2.TensorHandle, _Mapping]] = ..., n_past: _Optional[int] = ..., greedy_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
+    rng: Pcg64State
+    def __init__(self, sequence_id: _Optional[int] = ..., logits: _Optional[_Union[_common_pb2.TensorHandle, _Mapping]] = ..., n_past: _Optional[int] = ..., greedy_tokens: _Optional[_Iterable[int]] = ..., rng: _Optional[_Union[Pcg64State, _Mapping]] = ...) -> None: ...
 
 class StepResponse(_message.Message):
     __slots__ = ("step_id", "outputs", "compute_us")
