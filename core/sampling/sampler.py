@@ -1,8 +1,9 @@
 """Turns one row of logits into the next token: penalties → temperature → top-k → top-p → min-p → draw.
 
 Every stage is a vectorized numpy function over the vocabulary. The only sorts are over the few
-candidates that survive top-k, or over the short head of the distribution that top-p keeps; the full
-vocabulary is sorted only when top-p needs more than that head.
+candidates that survive top-k, or over the tokens top-p may keep: those whose logits lie within the
+first few of many narrow bands below the maximum that together hold the top_p mass. Sorting the whole
+vocabulary (~3.6 ms for 32K tokens) is left for the rare nucleus that rounding puts past those bands.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import numpy as np
 from tritium.core.errors import SamplingError
 from tritium.core.sampling.params import SamplingParams
 
-# top-p first looks for its nucleus among this many most likely tokens before sorting everything.
-TOP_P_HEAD = 256
+# top-p groups the logits in bands of this width below the maximum (a logit unit: a factor e in
+# probability) to find which tokens can be in its nucleus without sorting the vocabulary.
+TOP_P_BAND = 1.0 / 64
+TOP_P_BANDS = 4096  # the last band takes everything further down
 
 
 @dataclass(frozen=True)
@@ -122,22 +125,20 @@ def top_k_ids(x: np.ndarray, k: int) -> np.ndarray:
 def top_p_ids(x: np.ndarray, top_p: float, ids: np.ndarray | None) -> np.ndarray:
     """The smallest most-likely-first prefix of `ids` (all tokens if None) whose mass reaches top_p."""
     if ids is None:
-        # The nucleus usually lives in a short head: rank only that, widening it until it holds top_p.
         z = np.exp(x.astype(np.float64) - x.max())
         z /= z.sum()
-        head = TOP_P_HEAD
-        while head < x.size:
-            part = np.argpartition(-x, head - 1)[:head]
-            if z[part].sum() >= top_p:
-                break
-            head *= 16
-        else:
-            part = np.arange(x.size)
-        ids = _sort_desc(x, part)
-        probs = z[ids]
+        # The tokens in the bands that reach top_p, plus one band for rounding, are the head of the
+        # full order (a band holds all equal logits): ranking only them gives the same prefix sums.
+        band = np.minimum((x.max() - x) * np.float32(1.0 / TOP_P_BAND), TOP_P_BANDS - 1).astype(np.int64)
+        mass = np.cumsum(np.bincount(band, weights=z, minlength=TOP_P_BANDS))
+        last = min(int(np.searchsorted(mass, top_p, side="left")) + 1, TOP_P_BANDS - 1)
+        ids = _sort_desc(x, np.flatnonzero(band <= last))
+        cumulative = np.cumsum(z[ids])
+        if cumulative[-1] < top_p and ids.size < x.size:  # the nucleus reaches past them
+            ids = _sort_desc(x, np.arange(x.size))
+            cumulative = np.cumsum(z[ids])
     else:
-        probs = _softmax(x[ids])
-    cumulative = np.cumsum(probs)
+        cumulative = np.cumsum(_softmax(x[ids]))
     n_keep = int(np.searchsorted(cumulative, top_p, side="left")) + 1
     return ids[: min(n_keep, ids.size)]
 

@@ -79,6 +79,18 @@ def test_top_p_keeps_the_smallest_prefix_reaching_p():
     assert set(draws) == {1, 2}
 
 
+def test_top_p_on_a_flat_vocabulary_equals_the_full_order():
+    # A nucleus of thousands of tokens, with ties: only the bands that hold it are ranked.
+    rng = np.random.default_rng(8)
+    x = np.round(rng.standard_normal(32000) * 0.5, 2).astype(np.float32)
+    z = np.exp(x.astype(np.float64) - x.max())
+    z /= z.sum()
+    order = np.lexsort((np.arange(x.size), -x))  # by logit descending, ties by id
+    n_keep = int(np.searchsorted(np.cumsum(z[order]), 0.95, side="left")) + 1
+    kept = top_p_ids(x, 0.95, None)
+    assert n_keep > 5000 and kept.tolist() == order[:n_keep].tolist()
+
+
 def test_top_p_widens_its_head_on_a_flat_distribution():
     x = np.zeros(3000, np.float32)
     x[:5] = 1.0
