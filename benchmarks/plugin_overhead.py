@@ -135,7 +135,7 @@ def decode_interleaved(
         if decode_steps == 1:
             last = choose(client.step(feeds), plugin_samplers)
             return [[t] for t in last], last
-        sampling = [None if sp is None else (sp.params, sp.rng) for sp in plugin_samplers]
+        sampling = [None if sp is None else sp.continuation([], 0) for sp in plugin_samplers]  # penalty-free
         outs = client.step_greedy(feeds, [decode_steps - 1] * batch, (), sampling)
         last = choose([lg for _, lg in outs], plugin_samplers)
         return [chosen + [t] for (chosen, _), t in zip(outs, last, strict=True)], last

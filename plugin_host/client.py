@@ -34,13 +34,14 @@ from tritium.protos.tritium.plugin.v1 import (
     scheduler_pb2_grpc,
 )
 from tritium.sdk import shm
-from tritium.sdk.sampling import continuation_sampling, set_rng_state
+from tritium.sdk.sampling import continuation_sampling, sampled_token, set_rng_state
 
 from .errors import PluginProtocolError
 from .supervisor import Instance, Supervisor
 
 if TYPE_CHECKING:
     from tritium.core.sampling.params import SamplingParams
+    from tritium.core.sampling.sampler import Continuation
 
 _MAX_VIEWS = 256  # validated handle views kept (a full cache is simply cleared)
 
@@ -70,8 +71,8 @@ class _OnInstance:
 GREEDY_CAPABILITY = "greedy_steps"  # Info capability of backends that serve SequenceInput.greedy_steps
 SAMPLED_CAPABILITY = "sampled_steps"  # ... and of those that also serve SequenceInput.sampling
 
-# A sequence's continuation in a step_greedy call: (steps, stop ids, (params, generator) or None)
-_Ask = tuple[int, frozenset[int], "tuple[SamplingParams, np.random.Generator] | None"]
+# A sequence's continuation in a step_greedy call: (steps, stop ids, its sampler's Continuation or None)
+_Ask = tuple[int, frozenset[int], "Continuation | None"]
 
 
 class BackendClient:
@@ -304,16 +305,16 @@ class BackendClient:
         batch: list[tuple[int, list[int]]],
         greedy_steps: list[int],
         stop_token_ids: Collection[int],
-        sampling: list[tuple[SamplingParams, np.random.Generator] | None] | None = None,
+        sampling: list[Continuation | None] | None = None,
     ) -> list[tuple[list[int], np.ndarray]]:
         """step(), then up to greedy_steps[i] tokens for sequence i in the same call (multi-step
         decode: SequenceInput.greedy_steps), each fed unless it is one of stop_token_ids, which ends
         the continuation. Returns per sequence (the chosen tokens, the logits after the last token
-        fed). Each token is the argmax, or with sampling[i] = (penalty-free params, generator) a draw
-        of tritium.core.sampling's sampler: what the host's sampler would have chosen step by step.
-        On success the generator continues after the backend's last draw. A backend without the
-        capability "greedy_steps" (or "sampled_steps" for a sampled one) answers plain steps: no
-        chosen tokens, the generator untouched.
+        fed). Each token is the raw argmax, or with sampling[i] (Sampler.continuation) what that
+        sampler would have chosen step by step. On success its generator continues after the
+        backend's last draw and its `logprobs` hold the tokens' log-probabilities when asked for. A
+        backend without the capability "greedy_steps" (or "sampled_steps" for a sampled one)
+        answers plain steps: no chosen tokens, the continuation untouched.
         """
         stops = frozenset(stop_token_ids)
         samplers = sampling if sampling is not None else [None] * len(batch)
@@ -372,13 +373,17 @@ class BackendClient:
                 history, chunks = self._history[sid], self._chunks[sid]
                 history.extend(toks)
                 chunks.append(len(toks))
-                chosen, _, rng = results[i]
+                chosen, _, out = results[i]
                 if chosen:  # chosen tokens were fed one per model step (a stop token is not fed)
                     fed = chosen[:-1] if chosen[-1] in greedy[i][1] else chosen
                     history.extend(fed)
                     chunks.extend([1] * len(fed))
-                if rng is not None:  # only now that the whole step stands
-                    set_rng_state(greedy[i][2][1], rng)
+                cont = greedy[i][2] if greedy is not None and chosen else None
+                if cont is not None:  # adopted only now that the whole step stands
+                    if out.HasField("rng"):
+                        set_rng_state(cont.rng, out.rng)
+                    pairs = zip(chosen, out.logprobs, strict=False)  # no entries unless asked (checked)
+                    cont.logprobs = [sampled_token(t, lp) for t, lp in pairs]
                 on = self._on[self._home[sid]]
                 on.held[sid] = len(history)
             return [results[i][:2] for i in range(len(batch))]
@@ -390,7 +395,7 @@ class BackendClient:
         batch: list[tuple[int, list[int]]],
         all_logits: bool,
         greedy: list[_Ask] | None,
-    ) -> list[tuple[list[int], np.ndarray, backend_pb2.Pcg64State | None]]:
+    ) -> list[tuple[list[int], np.ndarray, backend_pb2.SequenceOutput]]:
         on = self._ensure(inst)
         for sid, _ in batch:
             if self._home.get(sid) != inst.key:
@@ -411,7 +416,7 @@ class BackendClient:
                 item = add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), greedy_steps=steps,
                            stop_token_ids=sorted(stops) if steps else ())
                 if steps and sp is not None:
-                    item.sampling.CopyFrom(continuation_sampling(*sp))
+                    item.sampling.CopyFrom(continuation_sampling(sp))
         resp = self._call_step(inst, req)
         return self._read_outputs(inst, req, resp, batch, all_logits, greedy)
 
@@ -462,7 +467,7 @@ class BackendClient:
         batch: list[tuple[int, list[int]]],
         all_logits: bool,
         greedy: list[_Ask] | None = None,
-    ) -> list[tuple[list[int], np.ndarray, backend_pb2.Pcg64State | None]]:
+    ) -> list[tuple[list[int], np.ndarray, backend_pb2.SequenceOutput]]:
         if resp.step_id != req.step_id:
             raise PluginProtocolError(
                 inst.name, f"Step answered step_id {resp.step_id} to step {req.step_id}"
@@ -507,24 +512,39 @@ class BackendClient:
                     f"Step logits of sequence {sid}: expected {len(toks)} rows, found {view.shape[0]}",
                 )
             chosen = list(out.greedy_tokens)
-            fed, rng = 0, None
+            fed = 0
             if chosen or greedy is not None:
                 asked = greedy[i] if greedy is not None else (0, frozenset(), None)
                 fed = self._check_greedy(inst, sid, chosen, asked[:2])
                 if chosen and asked[2] is not None:
-                    if not out.HasField("rng"):
-                        raise PluginProtocolError(
-                            inst.name, f"sequence {sid}: a sampled continuation without its generator state"
-                        )
-                    rng = out.rng
+                    self._check_sampled(inst, sid, chosen, asked[2].params, out)
             expected_past = len(self._history[sid]) + len(toks) + fed
             if out.n_past != expected_past:
                 raise PluginProtocolError(
                     inst.name,
                     f"sequence {sid} holds {out.n_past} tokens after Step, expected {expected_past}",
                 )
-            result.append((chosen, view.copy() if self.copy_logits else view, rng))
+            result.append((chosen, view.copy() if self.copy_logits else view, out))
         return result
+
+    @staticmethod
+    def _check_sampled(
+        inst: Instance, sid: int, chosen: list[int], params: SamplingParams, out: backend_pb2.SequenceOutput
+    ) -> None:
+        """PluginProtocolError unless a sampled continuation's answer carries the generator state
+        (when it drew) and one logprobs entry per token (when asked), each with the asked top count."""
+        if not params.greedy and not out.HasField("rng"):
+            raise PluginProtocolError(
+                inst.name, f"sequence {sid}: a sampled continuation without its generator state"
+            )
+        want = 0 if params.logprobs is None else len(chosen)
+        top = params.logprobs or 0
+        if len(out.logprobs) != want or any(
+            len(lp.top_ids) != len(lp.top_logprobs) or len(lp.top_ids) > top for lp in out.logprobs
+        ):
+            raise PluginProtocolError(
+                inst.name, f"sequence {sid}: {len(out.logprobs)} logprobs entries for {want} asked"
+            )
 
     def _check_greedy(
         self, inst: Instance, sid: int, chosen: list[int], asked: tuple[int, frozenset[int]]

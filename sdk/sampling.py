@@ -8,7 +8,9 @@ sets its generator to it. The draws are then exactly those one generator would h
 from __future__ import annotations
 
 import numpy as np
+from tritium.core.errors import SamplingError
 from tritium.core.sampling.params import SamplingParams
+from tritium.core.sampling.sampler import Continuation, SampledToken, Sampler
 from tritium.protos.tritium.plugin.v1 import backend_pb2
 
 _MASK64 = (1 << 64) - 1
@@ -42,15 +44,41 @@ def generator_from(msg: backend_pb2.Pcg64State) -> np.random.Generator:
     return rng
 
 
-def continuation_sampling(
-    params: SamplingParams, rng: np.random.Generator
-) -> backend_pb2.ContinuationSampling:
-    """The request form of a (non-greedy, penalty-free) sampler and its generator."""
-    return backend_pb2.ContinuationSampling(temperature=params.temperature, top_k=params.top_k,
-                                            top_p=params.top_p, min_p=params.min_p, rng=rng_state(rng))
+def continuation_sampling(c: Continuation) -> backend_pb2.ContinuationSampling:
+    """The request form of a continuation (the generator's state only when it will draw)."""
+    p = c.params
+    msg = backend_pb2.ContinuationSampling(
+        temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
+        repetition_penalty=p.repetition_penalty, penalty_last_n=p.penalty_last_n,
+        frequency_penalty=p.frequency_penalty, presence_penalty=p.presence_penalty,
+        prompt_tail=c.prompt_tail, generated=c.generated, logprobs=p.logprobs,
+    )
+    if not p.greedy:
+        msg.rng.CopyFrom(rng_state(c.rng))
+    return msg
 
 
-def params_of(msg: backend_pb2.ContinuationSampling) -> SamplingParams:
-    """The SamplingParams of a request's ContinuationSampling; SamplingError naming a bad field."""
-    return SamplingParams(temperature=msg.temperature, top_k=msg.top_k, top_p=msg.top_p,
-                          min_p=msg.min_p).validate()
+def sampler_of(msg: backend_pb2.ContinuationSampling) -> tuple[Sampler, list[int], int]:
+    """The backend's side: a Sampler for `msg` (its generator continued from `msg.rng`), the history
+    its penalties read, and that history's prompt length. SamplingError names a bad field."""
+    params = SamplingParams(
+        temperature=msg.temperature, top_k=msg.top_k, top_p=msg.top_p, min_p=msg.min_p,
+        repetition_penalty=msg.repetition_penalty, penalty_last_n=msg.penalty_last_n,
+        frequency_penalty=msg.frequency_penalty, presence_penalty=msg.presence_penalty,
+        logprobs=msg.logprobs if msg.HasField("logprobs") else None,
+    ).validate()
+    if not params.greedy and not msg.HasField("rng"):
+        raise SamplingError("rng: a temperature > 0 needs the generator state")
+    sampler = Sampler(params)
+    if not params.greedy:
+        sampler.rng = generator_from(msg.rng)
+    return sampler, list(msg.prompt_tail) + list(msg.generated), len(msg.prompt_tail)
+
+
+def logprobs_message(choice: SampledToken) -> backend_pb2.TokenLogprobs:
+    return backend_pb2.TokenLogprobs(logprob=choice.logprob, top_ids=[i for i, _ in choice.top_logprobs],
+                                     top_logprobs=[lp for _, lp in choice.top_logprobs])
+
+
+def sampled_token(token: int, msg: backend_pb2.TokenLogprobs) -> SampledToken:
+    return SampledToken(token, msg.logprob, list(zip(msg.top_ids, msg.top_logprobs, strict=True)))

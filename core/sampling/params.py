@@ -50,18 +50,12 @@ class SamplingParams:
         return self.temperature < GREEDY_TEMPERATURE
 
     @property
-    def penalty_free(self) -> bool:
-        """No penalties and no logprobs: each token depends only on the logits (and, unless greedy,
-        the generator), so a backend can choose it as the sampler would (a continuation)."""
-        no_repetition = self.repetition_penalty == 1.0 or self.penalty_last_n == 0
-        return (no_repetition and not self.frequency_penalty and not self.presence_penalty
-                and self.logprobs is None)
-
-    @property
     def argmax_only(self) -> bool:
         """Each token is the argmax of the raw logits (greedy, no penalties, no logprobs): a backend
-        can choose it as well as the sampler (greedy continuation, several decode steps a call)."""
-        return self.greedy and self.penalty_free
+        can choose it without the sampler (a plain greedy continuation)."""
+        no_repetition = self.repetition_penalty == 1.0 or self.penalty_last_n == 0
+        return (self.greedy and no_repetition and not self.frequency_penalty and not self.presence_penalty
+                and self.logprobs is None)
 
     def validate(self) -> SamplingParams:
         """Raise SamplingError naming the first invalid field; return self so calls can chain."""

@@ -35,6 +35,21 @@ class SampledToken:
     top_logprobs: list[tuple[int, float]] = field(default_factory=list)
 
 
+@dataclass
+class Continuation:
+    """What a backend needs to choose a request's next tokens as its Sampler would (a continuation,
+    backend.proto ContinuationSampling): the params, the generator (set to the backend's state once
+    its draws are adopted), and the history the penalties look at, as the prompt's tokens inside the
+    repetition window then every generated token. After the call, `logprobs` holds the chosen
+    tokens' log-probabilities when the params ask for them."""
+
+    params: SamplingParams
+    rng: np.random.Generator
+    prompt_tail: list[int]
+    generated: list[int]
+    logprobs: list[SampledToken] = field(default_factory=list)
+
+
 class Sampler:
     """Samples token ids for one generation; owns its random generator.
 
@@ -66,6 +81,21 @@ class Sampler:
         if self.params.logprobs is None:
             return SampledToken(token)
         return SampledToken(token, *logprobs_of(raw, token, self.params.logprobs))
+
+    def continuation(self, history: Sequence[int], n_prompt: int) -> Continuation:
+        """This sampler's state for a backend's continuation after `history` (prompt then generated):
+        only the part of the history its penalties read travels."""
+        p = self.params
+        generated: list[int] = []
+        tail: list[int] = []
+        repetition = p.repetition_penalty != 1.0 and p.penalty_last_n != 0
+        if repetition or p.frequency_penalty or p.presence_penalty:
+            generated = list(history[n_prompt:])
+        if repetition:
+            window = n_prompt if p.penalty_last_n < 0 else p.penalty_last_n - len(generated)
+            n_tail = min(n_prompt, max(0, window))
+            tail = list(history[n_prompt - n_tail:n_prompt])
+        return Continuation(p, self.rng, tail, generated)
 
 
 

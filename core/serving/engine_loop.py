@@ -31,7 +31,7 @@ from typing import Any
 
 from tritium.core.engine.generate import check_context, context_size
 from tritium.core.errors import TokenizerError
-from tritium.core.sampling import Sampler, SamplingParams
+from tritium.core.sampling import SampledToken, Sampler, SamplingParams
 from tritium.core.serving.errors import EngineStoppedError, QueueFullError
 from tritium.core.serving.output_tracker import OutputTracker
 from tritium.core.serving.request_stream import RequestHandle, RequestOutput
@@ -395,9 +395,11 @@ class ServingEngine:
         greedy = self._continuation_steps(runtime, items)
         t0 = time.perf_counter()
         try:
+            conts = [None] * len(items)
             if greedy:
-                sampling = [None if r.params.greedy else (r.params, r.sampler.rng) for r, _ in items]
-                outs = runtime.step_greedy(feeds, [greedy] * len(feeds), items[0][0].tracker.enders, sampling)
+                conts = [None if r.params.argmax_only else r.sampler.continuation(r.history, r.n_prompt)
+                         for r, _ in items]
+                outs = runtime.step_greedy(feeds, [greedy] * len(feeds), items[0][0].tracker.enders, conts)
                 chosen, rows = [c for c, _ in outs], [lg for _, lg in outs]
             else:
                 chosen, rows = [[] for _ in feeds], runtime.step(feeds)
@@ -413,7 +415,7 @@ class ServingEngine:
                 self._end(r, RequestOutput(None, "", finish_reason="error",
                                            error=f"runtime step failed: {e}"))
             return
-        for (r, tokens), logits, greedy_tokens in zip(items, rows, chosen, strict=True):
+        for (r, tokens), logits, greedy_tokens, cont in zip(items, rows, chosen, conts, strict=True):
             r.n_fed += tokens
             r.chunks.append(tokens)
             if r.replay:
@@ -421,16 +423,15 @@ class ServingEngine:
                 if r.replay[0] <= 0:
                     r.replay.popleft()
             self.counters.tokens_fed += tokens
-            if r.pending == 0 and not self._take_continued(r, greedy_tokens):
+            if r.pending == 0 and not self._take_continued(r, greedy_tokens, cont):
                 self._sample(r, logits)
 
     def _continuation_steps(self, runtime: Any, items: list[tuple[_Request, int]]) -> int:
         """How many decode steps the runtime may add to this call (config decode_steps), choosing each
         token itself (the argmax, or a draw of the request's own sampler and generator): only for a
         backend that offers it, when every request of the call decodes (feeds its last sampled
-        token: a prefill call stays one step, for the time to first token) and is penalty-free
-        without logprobs, with the same stop ids, and while no request waits (it would wait for the
-        whole call). At most
+        token: a prefill call stays one step, for the time to first token) with the same stop ids,
+        and while no request waits (it would wait for the whole call). At most
         what the request closest to its token limit may still generate after this call's own token,
         so that no request ends by length mid-call."""
         if self.config.decode_steps < 2 or not hasattr(runtime, "step_greedy"):
@@ -441,17 +442,19 @@ class ServingEngine:
         steps = self.config.decode_steps - 1
         for r, tokens in items:
             decoding = tokens == r.pending == 1 and len(r.history) > r.n_prompt and not r.replay
-            if not decoding or not r.params.penalty_free or r.tracker.enders != enders:
+            if not decoding or r.tracker.enders != enders:
                 return 0
             steps = min(steps, r.tracker.tokens_left() - 1)
         return max(steps, 0)
 
-    def _take_continued(self, r: _Request, tokens: list[int]) -> bool:
-        """Deliver the tokens a continuation chose for `r` (each fed but a final stop token);
-        True when the request ended with one of them."""
-        for token in tokens:
+    def _take_continued(self, r: _Request, tokens: list[int], cont: Any) -> bool:
+        """Deliver the tokens a continuation chose for `r` (each fed but a final stop token), with
+        their logprobs when it asked for them; True when the request ended with one of them."""
+        logprobs = cont.logprobs if cont is not None else []
+        for i, token in enumerate(tokens):
             self.counters.continued_tokens += 1
-            if self._emit(r, token, None, None):
+            lp = logprobs[i] if i < len(logprobs) else SampledToken(token)  # as Sampler.choose gives
+            if self._emit(r, token, lp.logprob, lp.top_logprobs):
                 return True
             r.n_fed += 1  # the backend fed it: one step of its own
             r.chunks.append(1)

@@ -39,12 +39,11 @@ class ServingConfig:
     # A preempted request re-feeds its history with its original chunk boundaries (bit-exact under the
     # fp16 emulation, k steps for k decoded tokens) or, False, in prefill_chunk chunks (faster).
     exact_recompute: bool = True
-    # Decodes through a backend with the capability greedy_steps (and sampled_steps for temperature
-    # > 0): up to this many decode steps per backend call, the backend choosing the tokens between
-    # them (the argmax, or a draw continuing the request's own generator: the same tokens), used
-    # while every running request is penalty-free without logprobs and none waits. Saves the call's
-    # fixed cost on all but one step; tokens then stream in bursts of up to this many. 1: one call
-    # per token.
+    # Decodes through a backend with the capability greedy_steps (and sampled_steps for requests
+    # that sample, or have penalties or logprobs): up to this many decode steps per backend call, the
+    # backend choosing the tokens between them as the request's own sampler would (the same tokens,
+    # continuing its generator), used while no request waits. Saves the call's fixed cost on all but
+    # one step; tokens then stream in bursts of up to this many. 1: one call per token.
     decode_steps: int = 4
     load_threshold: float = 0.8
     device_affinity: str = "auto"  # devices new requests may use: "auto" (all) or ids, e.g. "0,2"

@@ -172,15 +172,15 @@ class ModelRunner:
         samplers: dict[int, tuple],
     ) -> None:
         """The continuations of the plain sequences (SequenceInput.greedy_steps): each round chooses
-        every continuing sequence's next token (the argmax, or a draw for a sampled continuation)
-        and feeds the ones not stopped as one batch step, whose logits land in their rows of the
-        segment. A sampled continuation's output carries its generator's state after the last draw."""
+        every continuing sequence's next token (the argmax, or with SequenceInput.sampling the
+        host's Sampler.choose over the history its penalties read) and feeds the ones not stopped as
+        one batch step, whose logits land in their rows of the segment. A sampled continuation's
+        output carries its generator's state after the last draw, and the logprobs it asked for."""
         stops = {i.sequence_id: frozenset(i.stop_token_ids) for i in request.batch if i.greedy_steps}
         outputs = {o.sequence_id: o for o in resp.outputs}
         seqs, rt = self.sequences, self.runtime
         if samplers:
-            from tritium.core.sampling.sampler import draw
-            from tritium.sdk.sampling import rng_state
+            from tritium.sdk.sampling import logprobs_message, rng_state
         # (row in `rows`, sequence id, tokens still allowed)
         active = [(r, item[0], item[4]) for r, item in enumerate(plain) if item[4]]
         while active:
@@ -190,7 +190,12 @@ class ModelRunner:
                 if chooser is None:
                     token = int(rows[r].argmax())  # numpy: the first maximum, as the host's greedy sampler
                 else:
-                    token = draw(rows[r].copy(), *chooser)
+                    sampler, history, n_prompt = chooser
+                    choice = sampler.choose(rows[r], history, n_prompt=n_prompt)
+                    token = choice.token_id
+                    history.append(token)
+                    if choice.logprob is not None:
+                        outputs[sid].logprobs.append(logprobs_message(choice))
                 outputs[sid].greedy_tokens.append(token)
                 if token not in stops[sid]:
                     feed.append((r, sid, left - 1, token))
@@ -208,27 +213,22 @@ class ModelRunner:
             for _, sid, _, _ in feed:
                 outputs[sid].n_past = seqs[sid].n_past
             active = [(r, sid, left) for r, sid, left, _ in feed if left > 0]
-        for sid, (_, rng) in samplers.items():
-            outputs[sid].rng.CopyFrom(rng_state(rng))
+        for sid, (sampler, _, _) in samplers.items():
+            if not sampler.params.greedy:
+                outputs[sid].rng.CopyFrom(rng_state(sampler.rng))
 
     @staticmethod
     def _sampler(item: tuple) -> tuple:
-        """(SamplingParams, Generator) of a sampled continuation's request; StepError if invalid."""
+        """(Sampler, history, n_prompt) of a sampled continuation's request; StepError if invalid."""
         from tritium.core.errors import SamplingError
-        from tritium.sdk.sampling import generator_from, params_of
+        from tritium.sdk.sampling import sampler_of
 
         try:
-            params = params_of(item[5])
+            return sampler_of(item[5])
         except SamplingError as exc:
             raise StepError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"sequence {item[0]}: sampling: {exc}"
             ) from None
-        if params.greedy or not item[5].HasField("rng"):
-            raise StepError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"sequence {item[0]}: sampling needs a temperature > 0 and the generator state `rng`",
-            )
-        return params, generator_from(item[5].rng)
 
     def _rows(self, first: int, n: int) -> tuple[common_pb2.TensorHandle, np.ndarray]:
         """The handle and the array of logits rows [first, first + n) of the segment, made once per
@@ -248,7 +248,7 @@ class ModelRunner:
         """Validate the batch of (sequence id, tokens, all_logits, n_past or -1, greedy_steps, sampling)
         (StepError naming the sequence otherwise), create new sequences and apply the host's n_past
         rewinds; returns the items wanting last-token and all-token logits, and the sampled
-        continuations' (SamplingParams, Generator) by sequence id."""
+        continuations' (Sampler, history, n_prompt) by sequence id."""
         seen: set[int] = set()
         plain, full = [], []
         n_ctx, n_vocab, seqs = self.runtime.n_ctx, self.n_vocab, self.sequences

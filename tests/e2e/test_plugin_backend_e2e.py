@@ -266,10 +266,10 @@ def test_sampled_steps_draw_what_the_host_sampler_draws_step_by_step(client, run
     steps = [9, 6, 4]  # two sampled continuations and a greedy one in the same calls
     reference = [Sampler(p) for p in SAMPLED] + [None]
     want_tokens, want_logits = _batched_greedy(runtime, prompts, steps, reference)
-    rngs = [np.random.default_rng(p.seed) for p in SAMPLED]
+    hosts = [Sampler(p) for p in SAMPLED]  # the host's samplers: the same seeds as the reference
     seqs = [client.new_sequence() for _ in prompts]
-    got = client.step_greedy(list(zip(seqs, prompts, strict=True)), steps, (),
-                             [(SAMPLED[0], rngs[0]), (SAMPLED[1], rngs[1]), None])
+    conts = [h.continuation(p, len(p)) for h, p in zip(hosts, prompts, strict=False)] + [None]
+    got = client.step_greedy(list(zip(seqs, prompts, strict=True)), steps, (), conts)
     for (tokens, logits), want_t, want_lg in zip(got, want_tokens, want_logits, strict=True):
         assert tokens == want_t
         np.testing.assert_array_equal(logits.reshape(-1), want_lg.reshape(-1))
@@ -279,8 +279,28 @@ def test_sampled_steps_draw_what_the_host_sampler_draws_step_by_step(client, run
     for sampler, n in zip(reference, steps, strict=False):
         for _ in range(n):
             sampler.rng.random()
-    assert [g.random() for g in rngs] == [s.rng.random() for s in reference]
+    assert [h.rng.random() for h in hosts] == [s.rng.random() for s in reference]
     client.release(*seqs)
+
+
+def test_continuations_with_penalties_and_logprobs_choose_as_the_host_sampler(client, runtime):
+    params = SamplingParams(temperature=0.9, top_p=0.95, seed=12, repetition_penalty=1.3, penalty_last_n=8,
+                            frequency_penalty=0.4, presence_penalty=0.2, logprobs=3)
+    for p in (params, SamplingParams(temperature=0.0, repetition_penalty=1.5, penalty_last_n=-1, logprobs=1)):
+        reference, seq = Sampler(p), runtime.new_sequence()  # in-process, one step per token
+        history = list(PROMPT)
+        logits, want = runtime.step([(seq, PROMPT)])[0], []
+        for _ in range(7):
+            want.append(reference.choose(logits[-1], history, n_prompt=len(PROMPT)))
+            history.append(want[-1].token_id)
+            logits = runtime.step([(seq, [history[-1]])])[0]
+        host, remote = Sampler(p), client.new_sequence()
+        first = host.choose(client.step([(remote, PROMPT)])[0][-1], PROMPT, n_prompt=len(PROMPT))
+        cont = host.continuation(PROMPT + [first.token_id], len(PROMPT))
+        [(tokens, _)] = client.step_greedy([(remote, [first.token_id])], [6], (), [cont])
+        assert [first.token_id] + tokens == [c.token_id for c in want]
+        assert [first] + cont.logprobs == want  # log-probabilities and top alternatives too
+        client.release(remote)
 
 
 def test_sigkill_mid_sampled_steps_draws_the_same_tokens_on_the_restarted_plugin(sup, client, monkeypatch):
@@ -288,7 +308,8 @@ def test_sigkill_mid_sampled_steps_draws_the_same_tokens_on_the_restarted_plugin
 
     def run(kill):
         seq, host = client.new_sequence(), Sampler(SAMPLED[0])  # as the engine: one sampler per request
-        tokens, logits = client.step_greedy([(seq, PROMPT)], [5], (), [(host.params, host.rng)])[0]
+        cont = host.continuation(PROMPT, len(PROMPT))
+        tokens, logits = client.step_greedy([(seq, PROMPT)], [5], (), [cont])[0]
         tokens.append(host.sample(logits[-1], []))  # penalty-free: no history needed
         if kill:
             real_answer, killed = HostLane._answer, []
@@ -300,7 +321,8 @@ def test_sigkill_mid_sampled_steps_draws_the_same_tokens_on_the_restarted_plugin
                 return real_answer(self, method, response_cls, timeout)
 
             monkeypatch.setattr(HostLane, "_answer", kill_in_flight)
-        more, _ = client.step_greedy([(seq, [tokens[-1]])], [5], (), [(host.params, host.rng)])[0]
+        cont = host.continuation(PROMPT + tokens, len(PROMPT))
+        more, _ = client.step_greedy([(seq, [tokens[-1]])], [5], (), [cont])[0]
         monkeypatch.undo()
         client.release(seq)
         return tokens + more, host.rng.random()
@@ -311,12 +333,13 @@ def test_sigkill_mid_sampled_steps_draws_the_same_tokens_on_the_restarted_plugin
     assert sup.get("cpu").restarts == restarts + 1
 
 
-def test_sampled_steps_need_a_temperature_and_the_generator_state(sup):
+def test_sampled_steps_refuse_bad_sampling_and_a_missing_generator_state(sup):
     stub = sup.instance("cpu").stub(backend_pb2_grpc.BackendStub)
+    ok = {"top_p": 1.0, "repetition_penalty": 1.0, "rng": backend_pb2.Pcg64State(inc_low=1)}
     for step_id, sampling in enumerate([
-        backend_pb2.ContinuationSampling(temperature=0.0, rng=backend_pb2.Pcg64State(inc_low=1)),
-        backend_pb2.ContinuationSampling(temperature=0.8),
-        backend_pb2.ContinuationSampling(temperature=0.8, top_p=1.5, rng=backend_pb2.Pcg64State(inc_low=1)),
+        backend_pb2.ContinuationSampling(temperature=0.8, **{**ok, "rng": None}),  # no generator state
+        backend_pb2.ContinuationSampling(temperature=0.8, **{**ok, "top_p": 1.5}),
+        backend_pb2.ContinuationSampling(temperature=0.0, **{**ok, "repetition_penalty": 0.0}),
     ]):
         req = backend_pb2.StepRequest(step_id=100 + step_id)
         req.batch.add(sequence_id=987660 + step_id, tokens=[1], greedy_steps=2).sampling.CopyFrom(sampling)

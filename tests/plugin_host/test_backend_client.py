@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from tritium.core.sampling import SamplingParams
+from tritium.core.sampling import Sampler, SamplingParams
 from tritium.plugin_host.client import BackendClient
 from tritium.plugin_host.errors import PluginProtocolError
 from tritium.plugin_host.supervisor import PluginState, RestartPolicy, Supervisor
@@ -178,8 +178,8 @@ def _greedy_step(client, seq):
 
 
 def _sampled_step(client, seq):
-    sampler = (SamplingParams(temperature=0.7), np.random.default_rng(1))
-    return client.step_greedy([(seq, PROMPT)], [3], (), [sampler])
+    sampler = Sampler(SamplingParams(temperature=0.7, seed=1))
+    return client.step_greedy([(seq, PROMPT)], [3], (), [sampler.continuation(PROMPT, len(PROMPT))])
 
 
 @pytest.mark.parametrize(
@@ -224,9 +224,9 @@ def test_sampled_steps_on_a_backend_with_greedy_steps_only_are_plain_steps(sup, 
     sup.start(m.name)
     client = BackendClient(sup, m.name)
     client.load_model("/models/toy.gguf")
-    rng = np.random.default_rng(4)
-    before = rng.bit_generator.state
+    sampler = Sampler(SamplingParams(temperature=0.7, seed=4))
+    before = sampler.rng.bit_generator.state
     [(tokens, _)] = client.step_greedy([(client.new_sequence(), PROMPT)], [5], (),
-                                       [(SamplingParams(temperature=0.7), rng)])
-    assert tokens == [] and rng.bit_generator.state == before  # the caller samples, from its generator
+                                       [sampler.continuation(PROMPT, len(PROMPT))])
+    assert tokens == [] and sampler.rng.bit_generator.state == before  # the caller samples itself
     sup.stop(m.name, drain=False)

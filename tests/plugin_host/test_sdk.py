@@ -182,13 +182,13 @@ def test_preemption_only_when_enabled():
 # ---- sdk.sampling: the sampled continuation's wire forms -------------------------------------------
 def test_a_generator_continues_across_its_wire_state():
     import numpy as np
-    from tritium.core.sampling import SamplingParams
+    from tritium.core.sampling import Sampler, SamplingParams
     from tritium.protos.tritium.plugin.v1 import backend_pb2
     from tritium.sdk.sampling import (
         continuation_sampling,
         generator_from,
-        params_of,
         rng_state,
+        sampler_of,
         set_rng_state,
     )
 
@@ -205,9 +205,17 @@ def test_a_generator_continues_across_its_wire_state():
     draws = [g.integers(0, 2**32, 4, dtype=np.uint32).tolist() for g in (host, twin)]
     assert draws[0] == draws[1]
 
-    params = SamplingParams(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05)
-    sent = continuation_sampling(params, host)
-    got = params_of(sent)
-    assert (got.temperature, got.top_k, got.top_p, got.min_p) == (0.7, 5, 0.9, 0.05)  # doubles: exact
+    params = SamplingParams(temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, repetition_penalty=1.1,
+                            penalty_last_n=3, frequency_penalty=0.2, logprobs=2, seed=9)
+    history, n_prompt = [5, 6, 7, 8, 1], 4  # four prompt tokens, one generated
+    sent = continuation_sampling(Sampler(params).continuation(history, n_prompt))
+    assert list(sent.prompt_tail) == [7, 8] and list(sent.generated) == [1]  # the window of 3, no more
+    plugin_sampler, plugin_history, plugin_n_prompt = sampler_of(sent)
+    got = plugin_sampler.params
+    assert (got.temperature, got.top_p, got.min_p, got.repetition_penalty, got.logprobs) == (
+        0.7, 0.9, 0.05, 1.1, 2)  # doubles: exact
+    row = np.linspace(-2, 2, 50, dtype=np.float32)
+    want = Sampler(params).choose(row, history, n_prompt=n_prompt)
+    assert plugin_sampler.choose(row, plugin_history, n_prompt=plugin_n_prompt) == want
     with pytest.raises(ValueError, match="PCG64"):
         rng_state(np.random.Generator(np.random.MT19937(1)))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tritium.core.sampling.sampler import draw
+from tritium.core.sampling.sampler import Sampler
 
 from tests.engine.fakes import EOS, N_VOCAB, fake_model  # noqa: F401  (re-exported for the tests)
 
@@ -88,8 +88,9 @@ class FakeBatchRuntime:
 @dataclass
 class GreedyStepsRuntime(FakeBatchRuntime):
     """A FakeBatchRuntime that also serves continuations, with BackendClient.step_greedy's contract:
-    each continuing sequence's next token (the argmax, or with sampling[i] a draw that continues
-    the given generator) is fed as one more batched step, a stop id ends it unfed. `greedy_calls`
+    each continuing sequence's next token (the argmax, or with sampling[i] what that Continuation's
+    sampler would choose, continuing its generator) is fed as one more batched step, a stop id ends
+    it unfed. `greedy_calls`
     records the greedy_steps of each call, `sampled_calls` how many sequences of each call sampled;
     `calls` every model step."""
 
@@ -105,11 +106,24 @@ class GreedyStepsRuntime(FakeBatchRuntime):
         self.sampled_calls.append(sum(sp is not None for sp in sampling))
         rows = self.step(batch)
         chosen: list[list[int]] = [[] for _ in batch]
+        samplers = {}
+        for i, cont in enumerate(sampling):
+            if cont is not None:
+                sampler = Sampler(cont.params)
+                sampler.rng = cont.rng
+                samplers[i] = (sampler, cont.prompt_tail + cont.generated, len(cont.prompt_tail), cont)
         active = [i for i, n in enumerate(greedy_steps) if n]
         while active:
             for i in active:
-                sp = sampling[i]
-                chosen[i].append(int(rows[i].argmax()) if sp is None else draw(rows[i].copy(), *sp))
+                if i not in samplers:
+                    chosen[i].append(int(rows[i].argmax()))
+                    continue
+                sampler, history, n_prompt, cont = samplers[i]
+                choice = sampler.choose(rows[i], history, n_prompt=n_prompt)
+                history.append(choice.token_id)
+                chosen[i].append(choice.token_id)
+                if choice.logprob is not None:
+                    cont.logprobs.append(choice)
             fed = [i for i in active if chosen[i][-1] not in stop_token_ids]
             if fed:
                 for i, row in zip(fed, self.step([(batch[i][0], [chosen[i][-1]]) for i in fed]), strict=True):

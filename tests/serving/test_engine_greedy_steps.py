@@ -1,6 +1,6 @@
-"""The engine's continuations (config decode_steps): several decode steps per backend call for
-penalty-free requests (greedy, or sampled by the backend with the request's own generator), with
-exactly the tokens, texts and finish reasons of one call per token."""
+"""The engine's continuations (config decode_steps): several decode steps per backend call, the
+backend choosing the tokens as the request's own sampler would (argmax, or sampled with its
+generator, penalties and logprobs), with exactly the events of one call per token."""
 
 from __future__ import annotations
 
@@ -88,19 +88,26 @@ def test_seeded_sampled_requests_continue_with_the_tokens_of_one_call_per_token(
     assert len({tuple(e.token_id for e in ev) for ev in got[:2]}) == 2  # the draws do differ
 
 
-def test_only_penalty_free_requests_without_logprobs_continue():
-    excluded = [
-        ("alpha", SamplingParams(temperature=0.8, seed=3, max_tokens=8, presence_penalty=0.5)),
-        ("alpha", greedy(8, repetition_penalty=1.3)),
-        ("alpha", greedy(8, logprobs=2)),
+def test_requests_with_penalties_and_logprobs_continue_with_the_events_of_one_call_per_token():
+    requests = [
+        ("alpha", SamplingParams(temperature=0.8, seed=3, max_tokens=10, presence_penalty=0.5,
+                                 frequency_penalty=0.3)),
+        ("a longer prompt here", greedy(10, repetition_penalty=1.3, penalty_last_n=6)),
+        ("z", greedy(10, logprobs=2)),
     ]
-    for request in excluded:
-        rt = GreedyStepsRuntime()
-        got, _ = _events(rt, [request], decode_steps=4)
-        want, _ = _events(FakeBatchRuntime(), [request], decode_steps=1)
-        _same(got, want)
-        assert rt.greedy_calls == [], request
-    # And decode_steps=1 turns it off for greedy ones too.
+    want, _ = _events(FakeBatchRuntime(), requests, decode_steps=1)
+    rt = GreedyStepsRuntime()
+    got, engine = _events(rt, requests, decode_steps=4)
+    _same(got, want)
+    assert [[(e.logprob, e.top_logprobs) for e in ev] for ev in got] == [
+        [(e.logprob, e.top_logprobs) for e in ev] for ev in want
+    ]
+    assert got[2][0].logprob is not None and len(got[2][-1].top_logprobs) == 2
+    assert rt.greedy_calls and all(n == 3 for n in rt.sampled_calls)
+    assert engine.counters.continued_tokens > 0
+
+
+def test_decode_steps_1_turns_continuations_off():
     rt = GreedyStepsRuntime()
     _events(rt, [("alpha", greedy(8))], decode_steps=1)
     assert rt.greedy_calls == []

@@ -198,18 +198,42 @@ class SequenceInput(_message.Message):
     def __init__(self, sequence_id: _Optional[int] = ..., tokens: _Optional[_Iterable[int]] = ..., n_past: _Optional[int] = ..., all_logits: _Optional[bool] = ..., greedy_steps: _Optional[int] = ..., stop_token_ids: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[ContinuationSampling, _Mapping]] = ...) -> None: ...
 
 class ContinuationSampling(_message.Message):
-    __slots__ = ("temperature", "top_k", "top_p", "min_p", "rng")
+    __slots__ = ("temperature", "top_k", "top_p", "min_p", "rng", "repetition_penalty", "penalty_last_n", "frequency_penalty", "presence_penalty", "prompt_tail", "generated", "logprobs")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     MIN_P_FIELD_NUMBER: _ClassVar[int]
     RNG_FIELD_NUMBER: _ClassVar[int]
+    REPETITION_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    PENALTY_LAST_N_FIELD_NUMBER: _ClassVar[int]
+    FREQUENCY_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TAIL_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     temperature: float
     top_k: int
     top_p: float
     min_p: float
     rng: Pcg64State
-    def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., min_p: _Optional[float] = ..., rng: _Optional[_Union[Pcg64State, _Mapping]] = ...) -> None: ...
+    repetition_penalty: float
+    penalty_last_n: int
+    frequency_penalty: float
+    presence_penalty: float
+    prompt_tail: _containers.RepeatedScalarFieldContainer[int]
+    generated: _containers.RepeatedScalarFieldContainer[int]
+    logprobs: int
+    def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., min_p: _Optional[float] = ..., rng: _Optional[_Union[Pcg64State, _Mapping]] = ..., repetition_penalty: _Optional[float] = ..., penalty_last_n: _Optional[int] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., prompt_tail: _Optional[_Iterable[int]] = ..., generated: _Optional[_Iterable[int]] = ..., logprobs: _Optional[int] = ...) -> None: ...
+
+class TokenLogprobs(_message.Message):
+    __slots__ = ("logprob", "top_ids", "top_logprobs")
+    LOGPROB_FIELD_NUMBER: _ClassVar[int]
+    TOP_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    logprob: float
+    top_ids: _containers.RepeatedScalarFieldContainer[int]
+    top_logprobs: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, logprob: _Optional[float] = ..., top_ids: _Optional[_Iterable[int]] = ..., top_logprobs: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Pcg64State(_message.Message):
     __slots__ = ("state_high", "state_low", "inc_high", "inc_low", "has_uint32", "uinteger")
@@ -236,18 +260,20 @@ class StepRequest(_message.Message):
     def __init__(self, step_id: _Optional[int] = ..., batch: _Optional[_Iterable[_Union[SequenceInput, _Mapping]]] = ...) -> None: ...
 
 class SequenceOutput(_message.Message):
-    __slots__ = ("sequence_id", "logits", "n_past", "greedy_tokens", "rng")
+    __slots__ = ("sequence_id", "logits", "n_past", "greedy_tokens", "rng", "logprobs")
     SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     LOGITS_FIELD_NUMBER: _ClassVar[int]
     N_PAST_FIELD_NUMBER: _ClassVar[int]
     GREEDY_TOKENS_FIELD_NUMBER: _ClassVar[int]
     RNG_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     sequence_id: int
     logits: _common_pb2.TensorHandle
     n_past: int
     greedy_tokens: _containers.RepeatedScalarFieldContainer[int]
     rng: Pcg64State
-    def __init__(self, sequence_id: _Optional[int] = ..., logits: _Optional[_Union[_common_pb2.TensorHandle, _Mapping]] = ..., n_past: _Optional[int] = ..., greedy_tokens: _Optional[_Iterable[int]] = ..., rng: _Optional[_Union[Pcg64State, _Mapping]] = ...) -> None: ...
+    logprobs: _containers.RepeatedCompositeFieldContainer[TokenLogprobs]
+    def __init__(self, sequence_id: _Optional[int] = ..., logits: _Optional[_Union[_common_pb2.TensorHandle, _Mapping]] = ..., n_past: _Optional[int] = ..., greedy_tokens: _Optional[_Iterable[int]] = ..., rng: _Optional[_Union[Pcg64State, _Mapping]] = ..., logprobs: _Optional[_Iterable[_Union[TokenLogprobs, _Mapping]]] = ...) -> None: ...
 
 class StepResponse(_message.Message):
     __slots__ = ("step_id", "outputs", "compute_us")
