@@ -101,7 +101,7 @@ def decode_interleaved(
 
     Greedy, or with `temperature` > 0 sampled (top_p 0.95, one seeded sampler per sequence, the same
     seeds on both sides). decode_steps=1: one Step call per token, each side samples itself.
-    decode_steps=k: one call carries k decode steps (BackendClient.step_greedy: k - 1 continuation
+    decode_steps=k: one call carries k decode steps (BackendClient.step_continue: k - 1 continuation
     tokens chosen in the plugin, the k-th by the host from the returned logits), against k
     in-process steps.
 
@@ -150,7 +150,7 @@ def decode_interleaved(
             last = choose(client.step(feeds), plugin_samplers)
             return [[t] for t in last], last
         sampling = [None if sp is None else sp.continuation([], 0) for sp in plugin_samplers]  # penalty-free
-        outs = client.step_greedy(feeds, [decode_steps - 1] * batch, (), sampling)
+        outs = client.step_continue(feeds, [decode_steps - 1] * batch, (), sampling)
         last = choose([lg for _, lg in outs], plugin_samplers)
         return [chosen + [t] for (chosen, _), t in zip(outs, last, strict=True)], last
 

@@ -71,7 +71,7 @@ class _OnInstance:
 GREEDY_CAPABILITY = "greedy_steps"  # Info capability of backends that serve SequenceInput.greedy_steps
 SAMPLED_CAPABILITY = "sampled_steps"  # ... and of those that also serve SequenceInput.sampling
 
-# A sequence's continuation in a step_greedy call: (steps, stop ids, its sampler's Continuation or None)
+# A sequence's continuation in a step_continue call: (steps, stop ids, its sampler's Continuation or None)
 _Ask = tuple[int, frozenset[int], "Continuation | None"]
 
 
@@ -300,7 +300,7 @@ class BackendClient:
         views valid until the next step."""
         return [logits for _, logits in self._step(batch, all_logits, None)]
 
-    def step_greedy(
+    def step_continue(
         self,
         batch: list[tuple[int, list[int]]],
         greedy_steps: list[int],
@@ -515,7 +515,7 @@ class BackendClient:
             fed = 0
             if chosen or greedy is not None:
                 asked = greedy[i] if greedy is not None else (0, frozenset(), None)
-                fed = self._check_greedy(inst, sid, chosen, asked[:2])
+                fed = self._check_continuation(inst, sid, chosen, asked[:2])
                 if chosen and asked[2] is not None:
                     self._check_sampled(inst, sid, chosen, asked[2].params, out)
             expected_past = len(self._history[sid]) + len(toks) + fed
@@ -546,7 +546,7 @@ class BackendClient:
                 inst.name, f"sequence {sid}: {len(out.logprobs)} logprobs entries for {want} asked"
             )
 
-    def _check_greedy(
+    def _check_continuation(
         self, inst: Instance, sid: int, chosen: list[int], asked: tuple[int, frozenset[int]]
     ) -> int:
         """How many of a greedy continuation's tokens were fed; PluginProtocolError when the plugin

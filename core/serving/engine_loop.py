@@ -399,7 +399,7 @@ class ServingEngine:
             if greedy:
                 conts = [None if r.params.argmax_only else r.sampler.continuation(r.history, r.n_prompt)
                          for r, _ in items]
-                outs = runtime.step_greedy(feeds, [greedy] * len(feeds), items[0][0].tracker.enders, conts)
+                outs = runtime.step_continue(feeds, [greedy] * len(feeds), items[0][0].tracker.enders, conts)
                 chosen, rows = [c for c, _ in outs], [lg for _, lg in outs]
             else:
                 chosen, rows = [[] for _ in feeds], runtime.step(feeds)
@@ -434,7 +434,7 @@ class ServingEngine:
         and while no request waits (it would wait for the whole call). At most
         what the request closest to its token limit may still generate after this call's own token,
         so that no request ends by length mid-call."""
-        if self.config.decode_steps < 2 or not hasattr(runtime, "step_greedy"):
+        if self.config.decode_steps < 2 or not hasattr(runtime, "step_continue"):
             return 0
         if self._inbox or self._cancel_ids or any(r.seq is None for r in self._live.values()):
             return 0

@@ -156,14 +156,14 @@ class ModelRunner:
             out = self._rows(0, len(plain))[1]
             rt.step([(seqs[item[0]], item[1]) for item in plain], logits_out=out)
             if any(item[4] for item in plain):
-                self._continue_greedy(request, resp, plain, out, samplers)
+                self._continue(request, resp, plain, out, samplers)
         if full:
             out = self._rows(len(plain), row - len(plain))[1]
             rt.step([(seqs[item[0]], item[1]) for item in full], all_logits=True, logits_out=out)
         resp.compute_us = int((time.perf_counter() - t0) * 1e6)
         return resp
 
-    def _continue_greedy(
+    def _continue(
         self,
         request: backend_pb2.StepRequest,
         resp: backend_pb2.StepResponse,

@@ -245,7 +245,7 @@ def test_greedy_steps_equal_the_same_batched_steps_in_process(client, runtime):
     steps = [9, 4, 0]  # sequences leave the continuation at different rounds; one does not continue
     want_tokens, want_logits = _batched_greedy(runtime, prompts, steps)
     seqs = [client.new_sequence() for _ in prompts]
-    got = client.step_greedy(list(zip(seqs, prompts, strict=True)), steps, ())
+    got = client.step_continue(list(zip(seqs, prompts, strict=True)), steps, ())
     for (tokens, logits), want_t, want_lg, seq, prompt in zip(
         got, want_tokens, want_logits, seqs, prompts, strict=True
     ):
@@ -269,7 +269,7 @@ def test_sampled_steps_draw_what_the_host_sampler_draws_step_by_step(client, run
     hosts = [Sampler(p) for p in SAMPLED]  # the host's samplers: the same seeds as the reference
     seqs = [client.new_sequence() for _ in prompts]
     conts = [h.continuation(p, len(p)) for h, p in zip(hosts, prompts, strict=False)] + [None]
-    got = client.step_greedy(list(zip(seqs, prompts, strict=True)), steps, (), conts)
+    got = client.step_continue(list(zip(seqs, prompts, strict=True)), steps, (), conts)
     for (tokens, logits), want_t, want_lg in zip(got, want_tokens, want_logits, strict=True):
         assert tokens == want_t
         np.testing.assert_array_equal(logits.reshape(-1), want_lg.reshape(-1))
@@ -297,7 +297,7 @@ def test_continuations_with_penalties_and_logprobs_choose_as_the_host_sampler(cl
         host, remote = Sampler(p), client.new_sequence()
         first = host.choose(client.step([(remote, PROMPT)])[0][-1], PROMPT, n_prompt=len(PROMPT))
         cont = host.continuation(PROMPT + [first.token_id], len(PROMPT))
-        [(tokens, _)] = client.step_greedy([(remote, [first.token_id])], [6], (), [cont])
+        [(tokens, _)] = client.step_continue([(remote, [first.token_id])], [6], (), [cont])
         assert [first.token_id] + tokens == [c.token_id for c in want]
         assert [first] + cont.logprobs == want  # log-probabilities and top alternatives too
         client.release(remote)
@@ -309,7 +309,7 @@ def test_sigkill_mid_sampled_steps_draws_the_same_tokens_on_the_restarted_plugin
     def run(kill):
         seq, host = client.new_sequence(), Sampler(SAMPLED[0])  # as the engine: one sampler per request
         cont = host.continuation(PROMPT, len(PROMPT))
-        tokens, logits = client.step_greedy([(seq, PROMPT)], [5], (), [cont])[0]
+        tokens, logits = client.step_continue([(seq, PROMPT)], [5], (), [cont])[0]
         tokens.append(host.sample(logits[-1], []))  # penalty-free: no history needed
         if kill:
             real_answer, killed = HostLane._answer, []
@@ -322,7 +322,7 @@ def test_sigkill_mid_sampled_steps_draws_the_same_tokens_on_the_restarted_plugin
 
             monkeypatch.setattr(HostLane, "_answer", kill_in_flight)
         cont = host.continuation(PROMPT + tokens, len(PROMPT))
-        more, _ = client.step_greedy([(seq, [tokens[-1]])], [5], (), [cont])[0]
+        more, _ = client.step_continue([(seq, [tokens[-1]])], [5], (), [cont])[0]
         monkeypatch.undo()
         client.release(seq)
         return tokens + more, host.rng.random()
@@ -350,10 +350,10 @@ def test_sampled_steps_refuse_bad_sampling_and_a_missing_generator_state(sup):
 
 def test_greedy_steps_generation_equals_one_step_per_token(client, in_process_tokens):
     seq = client.new_sequence()
-    tokens, logits = client.step_greedy([(seq, PROMPT)], [7], ())[0]
+    tokens, logits = client.step_continue([(seq, PROMPT)], [7], ())[0]
     while len(tokens) < N_NEW:
         tokens.append(int(logits[-1].argmax()))
-        more, logits = client.step_greedy([(seq, [tokens[-1]])], [min(5, N_NEW - len(tokens))], ())[0]
+        more, logits = client.step_continue([(seq, [tokens[-1]])], [min(5, N_NEW - len(tokens))], ())[0]
         tokens += more
     assert tokens[:N_NEW] == in_process_tokens
     client.release(seq)
@@ -363,7 +363,7 @@ def test_a_stop_token_ends_the_continuation_unfed(client, runtime, in_process_to
     stop = in_process_tokens[3]
     first = in_process_tokens.index(stop)  # the first time greedy decoding meets it
     seq = client.new_sequence()
-    tokens, logits = client.step_greedy([(seq, PROMPT)], [20], [stop])[0]
+    tokens, logits = client.step_continue([(seq, PROMPT)], [20], [stop])[0]
     assert tokens == in_process_tokens[: first + 1]  # it is reported ...
     assert client.n_past(seq) == len(PROMPT) + first  # ... and not fed
     # Feeding it now continues exactly as an uninterrupted greedy run.
@@ -376,7 +376,7 @@ def test_sigkill_mid_greedy_steps_replays_them_one_token_a_step(sup, client, in_
 
     mp = sup.get("cpu")
     seq = client.new_sequence()
-    tokens, logits = client.step_greedy([(seq, PROMPT)], [6], ())[0]
+    tokens, logits = client.step_continue([(seq, PROMPT)], [6], ())[0]
     tokens.append(int(logits[-1].argmax()))
     real_answer, killed = HostLane._answer, []
 
@@ -388,7 +388,7 @@ def test_sigkill_mid_greedy_steps_replays_them_one_token_a_step(sup, client, in_
 
     monkeypatch.setattr(HostLane, "_answer", kill_in_flight)
     restarts, replayed = mp.restarts, client.replayed_steps
-    more, logits = client.step_greedy([(seq, [tokens[-1]])], [6], ())[0]
+    more, logits = client.step_continue([(seq, [tokens[-1]])], [6], ())[0]
     assert killed and mp.restarts == restarts + 1
     assert client.replayed_steps - replayed == 1 + 6  # the prompt, then each greedy token as its own step
     assert tokens + more == in_process_tokens[:13]

@@ -174,12 +174,12 @@ def _plain_step(client, seq):
 
 
 def _greedy_step(client, seq):
-    return client.step_greedy([(seq, PROMPT)], [3], ())
+    return client.step_continue([(seq, PROMPT)], [3], ())
 
 
 def _sampled_step(client, seq):
     sampler = Sampler(SamplingParams(temperature=0.7, seed=1))
-    return client.step_greedy([(seq, PROMPT)], [3], (), [sampler.continuation(PROMPT, len(PROMPT))])
+    return client.step_continue([(seq, PROMPT)], [3], (), [sampler.continuation(PROMPT, len(PROMPT))])
 
 
 @pytest.mark.parametrize(
@@ -212,7 +212,7 @@ def test_greedy_steps_on_a_backend_without_the_capability_are_plain_steps(sup, t
     client = BackendClient(sup, "toy")
     client.load_model("/models/toy.gguf")
     seq = client.new_sequence()
-    [(tokens, logits)] = client.step_greedy([(seq, PROMPT)], [5], ())
+    [(tokens, logits)] = client.step_continue([(seq, PROMPT)], [5], ())
     assert tokens == [] and client.n_past(seq) == len(PROMPT)  # the caller samples every token itself
     np.testing.assert_array_equal(logits, client.eval(client.new_sequence(), PROMPT))
 
@@ -226,7 +226,7 @@ def test_sampled_steps_on_a_backend_with_greedy_steps_only_are_plain_steps(sup, 
     client.load_model("/models/toy.gguf")
     sampler = Sampler(SamplingParams(temperature=0.7, seed=4))
     before = sampler.rng.bit_generator.state
-    [(tokens, _)] = client.step_greedy([(client.new_sequence(), PROMPT)], [5], (),
+    [(tokens, _)] = client.step_continue([(client.new_sequence(), PROMPT)], [5], (),
                                        [sampler.continuation(PROMPT, len(PROMPT))])
     assert tokens == [] and sampler.rng.bit_generator.state == before  # the caller samples itself
     sup.stop(m.name, drain=False)

@@ -87,7 +87,7 @@ class FakeBatchRuntime:
 
 @dataclass
 class GreedyStepsRuntime(FakeBatchRuntime):
-    """A FakeBatchRuntime that also serves continuations, with BackendClient.step_greedy's contract:
+    """A FakeBatchRuntime that also serves continuations, with BackendClient.step_continue's contract:
     each continuing sequence's next token (the argmax, or with sampling[i] what that Continuation's
     sampler would choose, continuing its generator) is fed as one more batched step, a stop id ends
     it unfed. `greedy_calls`
@@ -97,7 +97,7 @@ class GreedyStepsRuntime(FakeBatchRuntime):
     greedy_calls: list[list[int]] = field(default_factory=list)
     sampled_calls: list[int] = field(default_factory=list)
 
-    def step_greedy(
+    def step_continue(
         self, batch: list[tuple[FakeSequence, list[int]]], greedy_steps: list[int], stop_token_ids,
         sampling=None,
     ) -> list[tuple[list[int], np.ndarray]]:

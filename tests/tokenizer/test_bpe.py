@@ -39,9 +39,12 @@ def test_gpt2_ids_match_tokenizers_library(gpt2, hf_gpt2, text):
         hf_gpt2.encode(text, add_special_tokens=False).ids
 
 
-# Mostly the characters the tiny vocabulary has merges for (so merges are exercised), plus anything.
+# Mostly the characters the tiny vocabulary has merges for (so merges are exercised), plus anything
+# assigned in this Python's Unicode database: code points assigned later (Cn here) are letters to the
+# `regex` module's newer tables and not to the `tokenizers` library's, so the two pre-tokenizers split
+# them differently (found: U+3D569 before U+00B4), a difference of Unicode versions, not of the BPE.
 common_text = st.text(st.one_of(st.sampled_from(list("abcdefghijklmnopqrstuvwxyzTHE0123 \n\t'.,!?日本😀")),
-                                st.characters(blacklist_categories=("Cs",))), max_size=50)
+                                st.characters(blacklist_categories=("Cs", "Cn"))), max_size=50)
 
 
 @settings(max_examples=150, deadline=None)
