@@ -1,8 +1,9 @@
-"""The sampled continuation's wire forms (backend.proto ContinuationSampling, Pcg64State).
+"""A continuation's wire forms (backend.proto ContinuationSampling, Pcg64State, TokenLogprobs).
 
 Host and backend both continue one numpy Generator(PCG64): the host sends its generator's state with
 the request, the backend draws from a copy and returns the state after its last draw, and the host
-sets its generator to it. The draws are then exactly those one generator would have made.
+sets its generator to it. The draws are then exactly those one generator would have made. The part of
+the history the penalties read travels with it, and the logprobs come back per chosen token.
 """
 
 from __future__ import annotations
@@ -76,9 +77,11 @@ def sampler_of(msg: backend_pb2.ContinuationSampling) -> tuple[Sampler, list[int
 
 
 def logprobs_message(choice: SampledToken) -> backend_pb2.TokenLogprobs:
+    """The answer form of a chosen token's log-probabilities."""
     return backend_pb2.TokenLogprobs(logprob=choice.logprob, top_ids=[i for i, _ in choice.top_logprobs],
                                      top_logprobs=[lp for _, lp in choice.top_logprobs])
 
 
 def sampled_token(token: int, msg: backend_pb2.TokenLogprobs) -> SampledToken:
+    """The host's form of a continuation token and its log-probabilities."""
     return SampledToken(token, msg.logprob, list(zip(msg.top_ids, msg.top_logprobs, strict=True)))

@@ -98,11 +98,9 @@ class Sampler:
         return Continuation(p, self.rng, tail, generated)
 
 
-
 def draw(x: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:
     """One token from the float32 logits `x` (modified in place): temperature → top-k → top-p →
-    min-p → one uniform draw from `rng`. A backend's sampled continuation runs exactly this
-    (backend.proto ContinuationSampling), so it chooses the tokens the host would."""
+    min-p → one uniform draw from `rng` (Sampler.choose's draw, after the penalties)."""
     x /= np.float32(params.temperature)
     ids = top_k_ids(x, params.top_k) if 0 < params.top_k < x.size else None
     if params.top_p < 1.0:
