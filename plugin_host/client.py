@@ -328,7 +328,7 @@ class BackendClient:
         self,
         batch: list[tuple[int, list[int]]],
         all_logits: bool,
-        greedy: list[_Ask] | None,
+        asks: list[_Ask] | None,
     ) -> list[tuple[list[int], np.ndarray]]:
         if self._load is None:
             raise RuntimeError("load_model() first")
@@ -350,9 +350,9 @@ class BackendClient:
             rest = [i for i in range(len(batch)) if not any(i in v for v in retired.values())]
             for key, idx in retired.items():
                 sub = [batch[i] for i in idx]
-                sub_greedy = [greedy[i] for i in idx] if greedy is not None else None
+                sub_asks = [asks[i] for i in idx] if asks is not None else None
                 try:
-                    outs = self._step_on(self._on[key].inst, step_id, sub, all_logits, sub_greedy)
+                    outs = self._step_on(self._on[key].inst, step_id, sub, all_logits, sub_asks)
                 except grpc.RpcError:
                     if not self._on[key].inst.process.alive():
                         rest += idx  # it died while draining: continue on the current instance
@@ -362,10 +362,10 @@ class BackendClient:
             if rest:
                 rest.sort()
                 sub = [batch[i] for i in rest]
-                sub_greedy = [greedy[i] for i in rest] if greedy is not None else None
+                sub_asks = [asks[i] for i in rest] if asks is not None else None
                 outs = self._sup.call(
                     self.plugin,
-                    lambda inst: self._step_on(inst, step_id, sub, all_logits, sub_greedy),
+                    lambda inst: self._step_on(inst, step_id, sub, all_logits, sub_asks),
                     method="Step",
                 )
                 results.update(zip(rest, outs, strict=True))
@@ -375,10 +375,10 @@ class BackendClient:
                 chunks.append(len(toks))
                 chosen, _, out = results[i]
                 if chosen:  # chosen tokens were fed one per model step (a stop token is not fed)
-                    fed = chosen[:-1] if chosen[-1] in greedy[i][1] else chosen
+                    fed = chosen[:-1] if chosen[-1] in asks[i][1] else chosen
                     history.extend(fed)
                     chunks.extend([1] * len(fed))
-                cont = greedy[i][2] if greedy is not None and chosen else None
+                cont = asks[i][2] if asks is not None and chosen else None
                 if cont is not None:  # adopted only now that the whole step stands
                     if out.HasField("rng"):
                         set_rng_state(cont.rng, out.rng)
@@ -394,7 +394,7 @@ class BackendClient:
         step_id: int,
         batch: list[tuple[int, list[int]]],
         all_logits: bool,
-        greedy: list[_Ask] | None,
+        asks: list[_Ask] | None,
     ) -> list[tuple[list[int], np.ndarray, backend_pb2.SequenceOutput]]:
         on = self._ensure(inst)
         for sid, _ in batch:
@@ -404,21 +404,21 @@ class BackendClient:
         req = backend_pb2.StepRequest(step_id=step_id)
         add = req.batch.add
         caps = inst.process.info.capabilities
-        if greedy is not None and GREEDY_CAPABILITY not in caps:
-            greedy = None  # a plain step: the caller samples every token from the logits
-        if greedy is None:
+        if asks is not None and GREEDY_CAPABILITY not in caps:
+            asks = None  # a plain step: the caller samples every token from the logits
+        if asks is None:
             for sid, toks in batch:
                 add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), all_logits=all_logits)
         else:
             if SAMPLED_CAPABILITY not in caps:  # sampled sequences take a plain step
-                greedy = [(0, stops, None) if sp is not None else (n, stops, sp) for n, stops, sp in greedy]
-            for (sid, toks), (steps, stops, sp) in zip(batch, greedy, strict=True):
+                asks = [(0, stops, None) if sp is not None else (n, stops, sp) for n, stops, sp in asks]
+            for (sid, toks), (steps, stops, sp) in zip(batch, asks, strict=True):
                 item = add(sequence_id=sid, tokens=toks, n_past=on.held.get(sid, 0), greedy_steps=steps,
                            stop_token_ids=sorted(stops) if steps else ())
                 if steps and sp is not None:
                     item.sampling.CopyFrom(continuation_sampling(sp))
         resp = self._call_step(inst, req)
-        return self._read_outputs(inst, req, resp, batch, all_logits, greedy)
+        return self._read_outputs(inst, req, resp, batch, all_logits, asks)
 
     def _pending_chunks(self, on: _OnInstance, sid: int) -> list[list[int]]:
         """The committed chunks of `sid` the instance lacks (the first one may be partial)."""
@@ -466,7 +466,7 @@ class BackendClient:
         resp: backend_pb2.StepResponse,
         batch: list[tuple[int, list[int]]],
         all_logits: bool,
-        greedy: list[_Ask] | None = None,
+        asks: list[_Ask] | None = None,
     ) -> list[tuple[list[int], np.ndarray, backend_pb2.SequenceOutput]]:
         if resp.step_id != req.step_id:
             raise PluginProtocolError(
@@ -513,8 +513,8 @@ class BackendClient:
                 )
             chosen = list(out.greedy_tokens)
             fed = 0
-            if chosen or greedy is not None:
-                asked = greedy[i] if greedy is not None else (0, frozenset(), None)
+            if chosen or asks is not None:
+                asked = asks[i] if asks is not None else (0, frozenset(), None)
                 fed = self._check_continuation(inst, sid, chosen, asked[:2])
                 if chosen and asked[2] is not None:
                     self._check_sampled(inst, sid, chosen, asked[2].params, out)

@@ -15,6 +15,7 @@ from tritium.core.sampling.sampler import Continuation, SampledToken, Sampler
 from tritium.protos.tritium.plugin.v1 import backend_pb2
 
 _MASK64 = (1 << 64) - 1
+_NEVER_DRAWN = np.random.Generator(np.random.PCG64(0))
 
 
 def rng_state(rng: np.random.Generator) -> backend_pb2.Pcg64State:
@@ -70,10 +71,9 @@ def sampler_of(msg: backend_pb2.ContinuationSampling) -> tuple[Sampler, list[int
     ).validate()
     if not params.greedy and not msg.HasField("rng"):
         raise SamplingError("rng: a temperature > 0 needs the generator state")
-    sampler = Sampler(params)
-    if not params.greedy:
-        sampler.rng = generator_from(msg.rng)
-    return sampler, list(msg.prompt_tail) + list(msg.generated), len(msg.prompt_tail)
+    # A greedy sampler never draws: it gets a fixed generator, not one seeded from OS entropy (~30 µs).
+    rng = _NEVER_DRAWN if params.greedy else generator_from(msg.rng)
+    return Sampler(params, rng), list(msg.prompt_tail) + list(msg.generated), len(msg.prompt_tail)
 
 
 def logprobs_message(choice: SampledToken) -> backend_pb2.TokenLogprobs:

@@ -74,56 +74,37 @@ def isum4(typingctx, flat, o0, o1, o2, o3, x8, xo, n_groups, ahead):  # noqa: AN
     sig = ret(flat, o0, o1, o2, o3, x8, xo, n_groups, ahead)
 
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        mod = builder.module
-        madd_ub = cgutils.get_or_insert_function(mod, ir.FunctionType(_V16I16, [_V32I8, _V32I8]),
-                                                 "llvm.x86.avx2.pmadd.ub.sw")
-        madd_wd = cgutils.get_or_insert_function(mod, ir.FunctionType(_V8I32, [_V16I16, _V16I16]),
-                                                 "llvm.x86.avx2.pmadd.wd")
-        reduce_add = cgutils.get_or_insert_function(mod, ir.FunctionType(ir.IntType(32), [_V8I32]),
+        q = _Q8kIR(builder)
+        reduce_add = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [_V8I32]),
                                                     "llvm.vector.reduce.add.v8i32")
-
-        i32t = ir.IntType(32)
-        prefetch = cgutils.get_or_insert_function(
-            mod, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32t, i32t, i32t]),
-            "llvm.prefetch.p0i8")
         codes = context.make_array(signature.args[0])(context, builder, args[0])
         acts = context.make_array(signature.args[5])(context, builder, args[5])
         ones = ir.Constant(_V16I16, [1] * 16)
-        mask = _splat8(3)
-        i64 = ir.IntType(64)
         rows = [builder.gep(codes.data, [a]) for a in args[1:5]]
         xbase = builder.gep(acts.data, [args[6]])
         accs = [cgutils.alloca_once_value(builder, ir.Constant(_V8I32, [0] * 8)) for _ in range(4)]
 
-        def load32(ptr: ir.Value) -> ir.Value:
-            return builder.load(builder.bitcast(ptr, _V32I8.as_pointer()), align=1)
-
         with cgutils.for_range(builder, args[7]) as loop:
             g = loop.index
-            xg = builder.mul(g, ir.Constant(i64, 128))
-            xs = [load32(builder.gep(xbase, [builder.add(xg, ir.Constant(i64, 32 * p))])) for p in range(4)]
-            cg = builder.mul(g, ir.Constant(i64, 32))
+            xg = builder.mul(g, q.const(128))
+            xs = [q.load32(builder.gep(xbase, [builder.add(xg, q.const(32 * p))])) for p in range(4)]
+            cg = builder.mul(g, q.const(32))
             for r in range(4):
-                builder.call(prefetch, [builder.gep(rows[r], [builder.add(cg, args[8])]),
-                                        ir.Constant(i32t, 0), ir.Constant(i32t, 3), ir.Constant(i32t, 1)])
-                c = load32(builder.gep(rows[r], [cg]))
-                planes = [builder.and_(c, mask),
-                          builder.and_(builder.lshr(c, _splat8(2)), mask),
-                          builder.and_(builder.lshr(c, _splat8(4)), mask),
-                          builder.lshr(c, _splat8(6))]
-                s = builder.call(madd_ub, [planes[0], xs[0]])
+                q.prefetch(builder.gep(rows[r], [builder.add(cg, args[8])]))
+                planes = q.planes(rows[r], [cg])
+                s = builder.call(q.madd_ub, [planes[0], xs[0]])
                 for p in range(1, 4):
-                    s = builder.add(s, builder.call(madd_ub, [planes[p], xs[p]]))
+                    s = builder.add(s, builder.call(q.madd_ub, [planes[p], xs[p]]))
                 acc = builder.load(accs[r])
-                builder.store(builder.add(acc, builder.call(madd_wd, [s, ones])), accs[r])
-        out = [builder.sext(builder.call(reduce_add, [builder.load(a)]), i64) for a in accs]
+                builder.store(builder.add(acc, builder.call(q.madd_wd, [s, ones])), accs[r])
+        out = [builder.sext(builder.call(reduce_add, [builder.load(a)]), ir.IntType(64)) for a in accs]
         return context.make_tuple(builder, ret, out)
 
     return sig, codegen
 
 
 class _Q8kIR:
-    """The IR pieces the q8_k codegens share, bound to one builder."""
+    """The IR pieces the codegens here share (isum4's and the q8_k ones), bound to one builder."""
 
     def __init__(self, builder: ir.IRBuilder) -> None:
         self.b = builder

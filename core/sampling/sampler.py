@@ -54,12 +54,13 @@ class Sampler:
     """Samples token ids for one generation; owns its random generator.
 
     The generator is seeded from `params.seed` (the same seed gives the same draws, so the same
-    output for the same logits), or from OS entropy when the seed is None.
+    output for the same logits), or from OS entropy when the seed is None; or it is `rng`, one to
+    continue (a backend's continuation).
     """
 
-    def __init__(self, params: SamplingParams) -> None:
+    def __init__(self, params: SamplingParams, rng: np.random.Generator | None = None) -> None:
         self.params = params.validate()
-        self.rng = np.random.default_rng(params.seed)
+        self.rng = rng if rng is not None else np.random.default_rng(params.seed)
 
     def sample(self, logits: np.ndarray, history: Sequence[int], *, n_prompt: int = 0) -> int:
         """The next token id for `logits` [n_vocab] (or [1, n_vocab]).
@@ -153,11 +154,12 @@ def top_k_ids(x: np.ndarray, k: int) -> np.ndarray:
 def top_p_ids(x: np.ndarray, top_p: float, ids: np.ndarray | None) -> np.ndarray:
     """The smallest most-likely-first prefix of `ids` (all tokens if None) whose mass reaches top_p."""
     if ids is None:
-        z = np.exp(x.astype(np.float64) - x.max())
+        top = x.max()
+        z = np.exp(x.astype(np.float64) - top)
         z /= z.sum()
         # The tokens in the bands that reach top_p, plus one band for rounding, are the head of the
         # full order (a band holds all equal logits): ranking only them gives the same prefix sums.
-        band = np.minimum((x.max() - x) * np.float32(1.0 / TOP_P_BAND), TOP_P_BANDS - 1).astype(np.int64)
+        band = np.minimum((top - x) * np.float32(1.0 / TOP_P_BAND), TOP_P_BANDS - 1).astype(np.int64)
         mass = np.cumsum(np.bincount(band, weights=z, minlength=TOP_P_BANDS))
         last = min(int(np.searchsorted(mass, top_p, side="left")) + 1, TOP_P_BANDS - 1)
         ids = _sort_desc(x, np.flatnonzero(band <= last))

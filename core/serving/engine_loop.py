@@ -392,18 +392,18 @@ class ServingEngine:
     def _run_device(self, device: int, items: list[tuple[_Request, int]]) -> None:
         feeds = [(r.seq, r.history[r.n_fed:r.n_fed + tokens]) for r, tokens in items]
         runtime = self.runtimes[device]
-        greedy = self._continuation_steps(runtime, items)
+        extra = self._continuation_steps(runtime, items)
         t0 = time.perf_counter()
         try:
             conts = [None] * len(items)
-            if greedy:
+            if extra:
                 conts = [None if r.params.argmax_only else r.sampler.continuation(r.history, r.n_prompt)
                          for r, _ in items]
-                outs = runtime.step_continue(feeds, [greedy] * len(feeds), items[0][0].tracker.enders, conts)
+                outs = runtime.step_continue(feeds, [extra] * len(feeds), items[0][0].tracker.enders, conts)
                 chosen, rows = [c for c, _ in outs], [lg for _, lg in outs]
             else:
                 chosen, rows = [[] for _ in feeds], runtime.step(feeds)
-            us = (time.perf_counter() - t0) * 1e6 / (1 + greedy)  # per model step
+            us = (time.perf_counter() - t0) * 1e6 / (1 + extra)  # per model step
             prev = self._step_us[device]
             self._step_us[device] = us if prev == 0 else 0.8 * prev + 0.2 * us
             self.counters.runtime_calls += 1
@@ -415,7 +415,7 @@ class ServingEngine:
                 self._end(r, RequestOutput(None, "", finish_reason="error",
                                            error=f"runtime step failed: {e}"))
             return
-        for (r, tokens), logits, greedy_tokens, cont in zip(items, rows, chosen, conts, strict=True):
+        for (r, tokens), logits, continued, cont in zip(items, rows, chosen, conts, strict=True):
             r.n_fed += tokens
             r.chunks.append(tokens)
             if r.replay:
@@ -423,7 +423,7 @@ class ServingEngine:
                 if r.replay[0] <= 0:
                     r.replay.popleft()
             self.counters.tokens_fed += tokens
-            if r.pending == 0 and not self._take_continued(r, greedy_tokens, cont):
+            if r.pending == 0 and not self._take_continued(r, continued, cont):
                 self._sample(r, logits)
 
     def _continuation_steps(self, runtime: Any, items: list[tuple[_Request, int]]) -> int:

@@ -13,12 +13,25 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import NamedTuple
 
 import grpc
 import numba
 import numpy as np
 from tritium.protos.tritium.plugin.v1 import backend_pb2, common_pb2
 from tritium.sdk import shm
+
+
+class _Item(NamedTuple):
+    """One SequenceInput, read out of the request once (see ModelRunner.step)."""
+
+    sid: int
+    tokens: list[int]
+    all_logits: bool
+    n_past: int  # -1: unset
+    steps: int  # greedy_steps
+    stops: frozenset[int]
+    sampling: backend_pb2.ContinuationSampling | None
 
 
 class StepError(Exception):
@@ -125,12 +138,12 @@ class ModelRunner:
             raise StepError(grpc.StatusCode.FAILED_PRECONDITION, "Step before LoadModel")
         t0 = time.perf_counter()
         items = [
-            (i.sequence_id, list(i.tokens), i.all_logits, i.n_past if i.HasField("n_past") else -1,
-             i.greedy_steps, i.sampling if i.HasField("sampling") else None)
+            _Item(i.sequence_id, list(i.tokens), i.all_logits, i.n_past if i.HasField("n_past") else -1,
+                  i.greedy_steps, frozenset(i.stop_token_ids), i.sampling if i.HasField("sampling") else None)
             for i in request.batch
         ]
         plain, full, samplers = self._admit(items)
-        rows = len(plain) + sum(len(item[1]) for item in full)
+        rows = len(plain) + sum(len(item.tokens) for item in full)
         if rows > self.max_rows:
             # Rare (a prefill with all_logits): grow the segment; the host maps the new one by name.
             self._row_views.clear()
@@ -139,53 +152,47 @@ class ModelRunner:
             self.logits = shm.Segment.create(self.max_rows * self.n_vocab * 4, "logits")
         # Segment layout: the plain sequences' rows first (one each, in their order), then each full
         # sequence's rows; every output handle is known now.
-        row_of = {item[0]: (r, 1) for r, item in enumerate(plain)}
+        row_of = {item.sid: (r, 1) for r, item in enumerate(plain)}
         row = len(plain)
         for item in full:
-            row_of[item[0]] = (row, len(item[1]))
-            row += len(item[1])
+            row_of[item.sid] = (row, len(item.tokens))
+            row += len(item.tokens)
         seqs = self.sequences
         resp = backend_pb2.StepResponse(step_id=request.step_id)
         add = resp.outputs.add
-        for sid, toks, *_ in items:
-            add(sequence_id=sid, n_past=seqs[sid].n_past + len(toks)).logits.CopyFrom(
-                self._rows(*row_of[sid])[0]
+        for item in items:
+            add(sequence_id=item.sid, n_past=seqs[item.sid].n_past + len(item.tokens)).logits.CopyFrom(
+                self._rows(*row_of[item.sid])[0]
             )
         rt = self.runtime
         if plain:
             out = self._rows(0, len(plain))[1]
-            rt.step([(seqs[item[0]], item[1]) for item in plain], logits_out=out)
-            if any(item[4] for item in plain):
-                self._continue(request, resp, plain, out, samplers)
+            rt.step([(seqs[item.sid], item.tokens) for item in plain], logits_out=out)
+            if any(item.steps for item in plain):
+                self._continue(resp, plain, out, samplers)
         if full:
             out = self._rows(len(plain), row - len(plain))[1]
-            rt.step([(seqs[item[0]], item[1]) for item in full], all_logits=True, logits_out=out)
+            rt.step([(seqs[item.sid], item.tokens) for item in full], all_logits=True, logits_out=out)
         resp.compute_us = int((time.perf_counter() - t0) * 1e6)
         return resp
 
     def _continue(
-        self,
-        request: backend_pb2.StepRequest,
-        resp: backend_pb2.StepResponse,
-        plain: list,
-        rows: np.ndarray,
-        samplers: dict[int, tuple],
+        self, resp: backend_pb2.StepResponse, plain: list[_Item], rows: np.ndarray, samplers: dict[int, tuple]
     ) -> None:
         """The continuations of the plain sequences (SequenceInput.greedy_steps): each round chooses
         every continuing sequence's next token (the argmax, or with SequenceInput.sampling the
         host's Sampler.choose over the history its penalties read) and feeds the ones not stopped as
         one batch step, whose logits land in their rows of the segment. A sampled continuation's
         output carries its generator's state after the last draw, and the logprobs it asked for."""
-        stops = {i.sequence_id: frozenset(i.stop_token_ids) for i in request.batch if i.greedy_steps}
         outputs = {o.sequence_id: o for o in resp.outputs}
         seqs, rt = self.sequences, self.runtime
         if samplers:
             from tritium.sdk.sampling import logprobs_message, rng_state
-        # (row in `rows`, sequence id, tokens still allowed)
-        active = [(r, item[0], item[4]) for r, item in enumerate(plain) if item[4]]
+        # (row in `rows`, sequence id, stop ids, tokens still allowed)
+        active = [(r, item.sid, item.stops, item.steps) for r, item in enumerate(plain) if item.steps]
         while active:
             feed = []
-            for r, sid, left in active:
+            for r, sid, stops, left in active:
                 chooser = samplers.get(sid)
                 if chooser is None:
                     token = int(rows[r].argmax())  # numpy: the first maximum, as the host's greedy sampler
@@ -197,8 +204,8 @@ class ModelRunner:
                     if choice.logprob is not None:
                         outputs[sid].logprobs.append(logprobs_message(choice))
                 outputs[sid].greedy_tokens.append(token)
-                if token not in stops[sid]:
-                    feed.append((r, sid, left - 1, token))
+                if token not in stops:
+                    feed.append((r, sid, stops, left - 1, token))
             if not feed:
                 break
             first = feed[0][0]
@@ -207,27 +214,27 @@ class ModelRunner:
                 out = rows[first : first + len(feed)]
             else:
                 out = np.empty((len(feed), rows.shape[1]), np.float32)
-            rt.step([(seqs[sid], [token]) for _, sid, _, token in feed], logits_out=out)
+            rt.step([(seqs[sid], [token]) for _, sid, _, _, token in feed], logits_out=out)
             if not contiguous:
                 rows[[f[0] for f in feed]] = out
-            for _, sid, _, _ in feed:
+            for _, sid, _, _, _ in feed:
                 outputs[sid].n_past = seqs[sid].n_past
-            active = [(r, sid, left) for r, sid, left, _ in feed if left > 0]
+            active = [(r, sid, stops, left) for r, sid, stops, left, _ in feed if left > 0]
         for sid, (sampler, _, _) in samplers.items():
             if not sampler.params.greedy:
                 outputs[sid].rng.CopyFrom(rng_state(sampler.rng))
 
     @staticmethod
-    def _sampler(item: tuple) -> tuple:
+    def _sampler(item: _Item) -> tuple:
         """(Sampler, history, n_prompt) of a sampled continuation's request; StepError if invalid."""
         from tritium.core.errors import SamplingError
         from tritium.sdk.sampling import sampler_of
 
         try:
-            return sampler_of(item[5])
+            return sampler_of(item.sampling)
         except SamplingError as exc:
             raise StepError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"sequence {item[0]}: sampling: {exc}"
+                grpc.StatusCode.INVALID_ARGUMENT, f"sequence {item.sid}: sampling: {exc}"
             ) from None
 
     def _rows(self, first: int, n: int) -> tuple[common_pb2.TensorHandle, np.ndarray]:
@@ -244,16 +251,15 @@ class ModelRunner:
             self._row_views[key] = hit
         return hit
 
-    def _admit(self, items: list[tuple]) -> tuple[list, list]:
-        """Validate the batch of (sequence id, tokens, all_logits, n_past or -1, greedy_steps, sampling)
-        (StepError naming the sequence otherwise), create new sequences and apply the host's n_past
-        rewinds; returns the items wanting last-token and all-token logits, and the sampled
-        continuations' (Sampler, history, n_prompt) by sequence id."""
+    def _admit(self, items: list[_Item]) -> tuple[list[_Item], list[_Item], dict[int, tuple]]:
+        """Validate the batch (StepError naming the sequence otherwise), create new sequences and
+        apply the host's n_past rewinds; returns the items wanting last-token and all-token logits,
+        and the sampled continuations' (Sampler, history, n_prompt) by sequence id."""
         seen: set[int] = set()
         plain, full = [], []
         n_ctx, n_vocab, seqs = self.runtime.n_ctx, self.n_vocab, self.sequences
         for item in items:
-            sid, toks, all_logits, n_past, greedy, _ = item
+            sid, toks, all_logits, n_past, greedy = item[:5]
             if sid in seen:
                 raise StepError(grpc.StatusCode.INVALID_ARGUMENT, f"sequence {sid} appears twice")
             seen.add(sid)
@@ -280,13 +286,13 @@ class ModelRunner:
                     grpc.StatusCode.INVALID_ARGUMENT, f"sequence {sid}: greedy_steps with all_logits"
                 )
             (full if all_logits else plain).append(item)
-        samplers = {item[0]: self._sampler(item) for item in plain if item[4] and item[5] is not None}
-        for sid, _, _, n_past, *_ in items:
-            seq = seqs.get(sid)
+        samplers = {it.sid: self._sampler(it) for it in plain if it.steps and it.sampling is not None}
+        for item in items:
+            seq = seqs.get(item.sid)
             if seq is None:
-                seq = seqs[sid] = self.runtime.new_sequence()
-            if 0 <= n_past < seq.n_past:
-                seq.truncate(n_past)
+                seq = seqs[item.sid] = self.runtime.new_sequence()
+            if 0 <= item.n_past < seq.n_past:
+                seq.truncate(item.n_past)
         return plain, full, samplers
 
     def cleanup(self, sequence_ids: list[int]) -> int:
